@@ -1,0 +1,271 @@
+//! The single-producer handle: publish, try, batch, and a draining shutdown.
+
+use std::fmt;
+
+use crossbeam_utils::CachePadded;
+
+use crate::error::{PublishError, TryPublishError};
+use crate::pipeline::Pipeline;
+use crate::report::ShutdownReport;
+use crate::ring_buffer::RingBuffer;
+use crate::sequencer::single::SingleProducerSequencer;
+use crate::sequencer::FullRingBackoff;
+use crate::wait::WaitStrategy;
+use std::sync::Arc;
+
+/// The one producer of a pipeline built with
+/// [`build_single_producer`](crate::build_single_producer).
+///
+/// It owns the pipeline: dropping it, or calling [`Producer::shutdown`],
+/// drains every published event through every handler and joins their
+/// threads. It is `Send` (hand it to the thread that publishes) but not
+/// `Clone`: one producer, so claiming needs no atomic read-modify-write.
+pub struct Producer<E, W: WaitStrategy> {
+    /// The producer's private counters, on a cache line of their own.
+    sequencer: CachePadded<SingleProducerSequencer>,
+    ring: Arc<RingBuffer<E>>,
+    pipeline: Pipeline<W>,
+    shut_down: bool,
+}
+
+impl<E, W: WaitStrategy> Producer<E, W> {
+    pub(crate) fn new(
+        ring: Arc<RingBuffer<E>>,
+        sequencer: SingleProducerSequencer,
+        pipeline: Pipeline<W>,
+    ) -> Self {
+        Self {
+            sequencer: CachePadded::new(sequencer),
+            ring,
+            pipeline,
+            shut_down: false,
+        }
+    }
+
+    /// Claims the next slot, lets `fill` write the event in place, and
+    /// publishes it. Returns the event's sequence.
+    ///
+    /// Waits (spinning, then yielding) while the ring is full. Fails with
+    /// [`PublishError::Halted`] instead of waiting forever when a handler has
+    /// halted the pipeline; events published after a halt and before the ring
+    /// fills are never handled. If `fill` panics, nothing is published.
+    ///
+    /// ```
+    /// use tickring::{build_single_producer, Yielding};
+    /// use std::sync::{Arc, atomic::{AtomicI64, Ordering}};
+    ///
+    /// let total = Arc::new(AtomicI64::new(0));
+    /// let seen = Arc::clone(&total);
+    /// let mut producer = build_single_producer(64, || 0i64, Yielding::new())
+    ///     .handle_events_with(move |event: &i64, _sequence, _end_of_batch| {
+    ///         seen.fetch_add(*event, Ordering::Relaxed);
+    ///     })
+    ///     .build()?;
+    /// for price in 1..=100 {
+    ///     producer.publish(|event| *event = price)?;
+    /// }
+    /// producer.shutdown();
+    /// assert_eq!(total.load(Ordering::Relaxed), 5050);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[inline]
+    pub fn publish<F: FnOnce(&mut E)>(&mut self, fill: F) -> Result<i64, PublishError> {
+        if !self.sequencer.has_room_for(1) {
+            self.wait_for_room(1)?;
+        }
+        Ok(self.write_and_publish_one(fill))
+    }
+
+    /// As [`Producer::publish`], but returns [`TryPublishError::Full`] at once
+    /// (without calling `fill`) when the ring has no free slot.
+    #[inline]
+    pub fn try_publish<F: FnOnce(&mut E)>(&mut self, fill: F) -> Result<i64, TryPublishError> {
+        if !self.sequencer.has_room_for(1) {
+            return Err(self.full_or_halted());
+        }
+        Ok(self.write_and_publish_one(fill))
+    }
+
+    /// Claims `count` slots, calls `fill(event, sequence)` for each in order,
+    /// and publishes them together (one release). Returns the last sequence,
+    /// or the last one published before when `count` is 0.
+    ///
+    /// ```
+    /// # use tickring::{build_single_producer, Yielding};
+    /// let mut producer = build_single_producer(16, || 0u64, Yielding::new())
+    ///     .handle_events_with(|_event: &u64, _sequence, _end_of_batch| {})
+    ///     .build()?;
+    /// let last = producer.batch_publish(10, |event, sequence| *event = sequence as u64 * 2)?;
+    /// assert_eq!(last, 9);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[inline]
+    pub fn batch_publish<F: FnMut(&mut E, i64)>(
+        &mut self,
+        count: usize,
+        fill: F,
+    ) -> Result<i64, PublishError> {
+        let count = self
+            .checked_batch(count)
+            .map_err(|_| PublishError::BatchTooLarge {
+                requested: count,
+                capacity: self.capacity(),
+            })?;
+        if !self.sequencer.has_room_for(count) {
+            self.wait_for_room(count)?;
+        }
+        Ok(self.write_and_publish_batch(count, fill))
+    }
+
+    /// As [`Producer::batch_publish`], but returns [`TryPublishError::Full`]
+    /// at once (without calling `fill`) when `count` slots are not free.
+    #[inline]
+    pub fn try_batch_publish<F: FnMut(&mut E, i64)>(
+        &mut self,
+        count: usize,
+        fill: F,
+    ) -> Result<i64, TryPublishError> {
+        let count = self.checked_batch(count)?;
+        if !self.sequencer.has_room_for(count) {
+            return Err(self.full_or_halted());
+        }
+        Ok(self.write_and_publish_batch(count, fill))
+    }
+
+    /// The ring's size.
+    pub fn capacity(&self) -> usize {
+        self.sequencer.capacity() as usize
+    }
+
+    /// Slots free now: how many events could be published without waiting.
+    /// Reads every gating handler's sequence.
+    pub fn remaining_capacity(&mut self) -> usize {
+        self.sequencer.remaining_capacity().max(0) as usize
+    }
+
+    /// The last sequence published; `-1` before the first publish.
+    pub fn last_published(&self) -> i64 {
+        self.sequencer.last_published()
+    }
+
+    /// Each handler's name and lag: events published that it has not yet
+    /// finished, in the order the handlers were added. Allocates nothing.
+    ///
+    /// ```
+    /// # use tickring::{build_single_producer, Yielding};
+    /// let mut producer = build_single_producer(8, || 0u8, Yielding::new())
+    ///     .handle_events_with(|_: &u8, _, _| {}).thread_name("audit")
+    ///     .build()?;
+    /// for (name, lag) in producer.handler_lags() {
+    ///     assert_eq!((name, lag), ("audit", 0));
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn handler_lags(&self) -> impl Iterator<Item = (&str, u64)> + '_ {
+        let last_published = self.sequencer.last_published();
+        self.pipeline.handlers.iter().map(move |handler| {
+            let lag = (last_published - handler.sequence.get()).max(0) as u64;
+            (handler.name.as_str(), lag)
+        })
+    }
+
+    /// Stops the pipeline after draining: every event published so far is
+    /// handled by every handler (unless one halted it), `on_shutdown` runs on
+    /// each handler's thread, and the threads are joined. Returns what each
+    /// handler did and any panic.
+    pub fn shutdown(mut self) -> ShutdownReport {
+        self.shut_down_once()
+    }
+
+    fn shut_down_once(&mut self) -> ShutdownReport {
+        if self.shut_down {
+            return ShutdownReport::default();
+        }
+        self.shut_down = true;
+        self.pipeline
+            .shut_down_after(self.sequencer.last_published())
+    }
+
+    #[inline]
+    fn write_and_publish_one<F: FnOnce(&mut E)>(&mut self, fill: F) -> i64 {
+        let sequence = self.sequencer.next();
+        // SAFETY: invariant 1 — `sequence` is claimed by the only producer, not
+        // yet stamped, and `has_room_for` saw every gating sequence at least
+        // `sequence - capacity`.
+        fill(unsafe { self.ring.claimed_mut(sequence) });
+        self.ring.publish(sequence);
+        self.sequencer.advance(1);
+        self.pipeline.wait.signal_all_when_blocking();
+        sequence
+    }
+
+    #[inline]
+    fn write_and_publish_batch<F: FnMut(&mut E, i64)>(&mut self, count: i64, mut fill: F) -> i64 {
+        let first = self.sequencer.next();
+        let last = first + count - 1;
+        if count == 0 {
+            return last;
+        }
+        for sequence in first..=last {
+            // SAFETY: invariant 1 — as in `write_and_publish_one`, for every
+            // sequence of the claimed batch.
+            fill(unsafe { self.ring.claimed_mut(sequence) }, sequence);
+        }
+        self.ring.publish_range(first, last);
+        self.sequencer.advance(count);
+        self.pipeline.wait.signal_all_when_blocking();
+        last
+    }
+
+    fn checked_batch(&self, count: usize) -> Result<i64, TryPublishError> {
+        if count > self.capacity() {
+            return Err(TryPublishError::BatchTooLarge {
+                requested: count,
+                capacity: self.capacity(),
+            });
+        }
+        Ok(count as i64)
+    }
+
+    #[cold]
+    fn full_or_halted(&self) -> TryPublishError {
+        if self.pipeline.state.is_halted() {
+            TryPublishError::Halted
+        } else {
+            TryPublishError::Full
+        }
+    }
+
+    /// The slow path: the ring is full. Waits for room, or fails when the
+    /// pipeline has halted (a dead handler would never make room).
+    #[cold]
+    fn wait_for_room(&mut self, count: i64) -> Result<(), PublishError> {
+        let mut backoff = FullRingBackoff::default();
+        loop {
+            if self.pipeline.state.is_halted() {
+                return Err(PublishError::Halted);
+            }
+            if self.sequencer.has_room_for(count) {
+                return Ok(());
+            }
+            backoff.snooze();
+        }
+    }
+}
+
+impl<E, W: WaitStrategy> Drop for Producer<E, W> {
+    /// Drains and joins, as [`Producer::shutdown`], discarding the report.
+    fn drop(&mut self) {
+        let _ = self.shut_down_once();
+    }
+}
+
+impl<E, W: WaitStrategy> fmt::Debug for Producer<E, W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Producer")
+            .field("capacity", &self.capacity())
+            .field("last_published", &self.last_published())
+            .field("handlers", &self.pipeline.handlers.len())
+            .finish()
+    }
+}

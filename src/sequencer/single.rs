@@ -1,0 +1,101 @@
+//! The single-producer sequencer: no atomic read-modify-write anywhere.
+//!
+//! The next sequence lives in a plain field of the (only) producer. Room is
+//! checked against a cached minimum of the gating (leaf) handlers' sequences;
+//! they are re-read only when a claim might wrap onto a slot the cache cannot
+//! vouch for. Publishing is the slot's stamp, a release store.
+
+use std::sync::Arc;
+
+use crate::sequence::{min_sequence, Sequence, INITIAL_SEQUENCE};
+
+#[derive(Debug)]
+pub(crate) struct SingleProducerSequencer {
+    /// The next sequence to claim.
+    next: i64,
+    /// The minimum gating sequence last read: slots up to
+    /// `cached_min_gate + capacity` are free without another look.
+    cached_min_gate: i64,
+    capacity: i64,
+    /// The leaf handlers' sequences: the producer may not lap them.
+    gating_sequences: Box<[Arc<Sequence>]>,
+}
+
+impl SingleProducerSequencer {
+    pub(crate) fn new(capacity: i64, gating_sequences: Box<[Arc<Sequence>]>) -> Self {
+        Self {
+            next: 0,
+            cached_min_gate: INITIAL_SEQUENCE,
+            capacity,
+            gating_sequences,
+        }
+    }
+
+    /// The next sequence to claim.
+    #[inline]
+    pub(crate) fn next(&self) -> i64 {
+        self.next
+    }
+
+    /// The last sequence published (`-1` before the first).
+    #[inline]
+    pub(crate) fn last_published(&self) -> i64 {
+        self.next - 1
+    }
+
+    /// Whether sequences `next..next + count` can be claimed now, re-reading
+    /// the gating sequences only if the cache says no.
+    #[inline]
+    pub(crate) fn has_room_for(&mut self, count: i64) -> bool {
+        let wrap_point = self.next + count - 1 - self.capacity;
+        if wrap_point <= self.cached_min_gate {
+            return true;
+        }
+        self.refresh_gate();
+        wrap_point <= self.cached_min_gate
+    }
+
+    /// Re-reads the gating sequences (acquire: pairs with each handler's
+    /// release after its batch, so its reads of the slots are done).
+    #[cold]
+    fn refresh_gate(&mut self) {
+        self.cached_min_gate = min_sequence(&self.gating_sequences, self.next - 1);
+    }
+
+    /// Marks `count` sequences as claimed and published.
+    #[inline]
+    pub(crate) fn advance(&mut self, count: i64) {
+        self.next += count;
+    }
+
+    /// Free slots now (re-reads the gating sequences).
+    pub(crate) fn remaining_capacity(&mut self) -> i64 {
+        self.refresh_gate();
+        self.capacity - (self.last_published() - self.cached_min_gate)
+    }
+
+    pub(crate) fn capacity(&self) -> i64 {
+        self.capacity
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cached_gate_allows_a_full_ring_then_stops() {
+        let leaf = Arc::new(Sequence::new());
+        let mut sequencer = SingleProducerSequencer::new(4, vec![Arc::clone(&leaf)].into());
+        for _ in 0..4 {
+            assert!(sequencer.has_room_for(1));
+            sequencer.advance(1);
+        }
+        assert!(!sequencer.has_room_for(1));
+        assert_eq!(sequencer.remaining_capacity(), 0);
+        leaf.set(1);
+        assert!(sequencer.has_room_for(2));
+        assert!(!sequencer.has_room_for(3));
+        assert_eq!(sequencer.remaining_capacity(), 2);
+    }
+}
