@@ -3,7 +3,7 @@
 //! validates everything into a [`BuildError`] before a thread starts.
 //!
 //! ```text
-//! build_single_producer(size, factory, wait)
+//! build_single_producer(size, factory, wait)   // or build_multi_producer
 //!     .handle_events_mut(decode)        // stage 0: alone, may write events
 //!     .and_then()
 //!     .handle_events_with(book)         // stage 1: these two run in parallel
@@ -13,6 +13,7 @@
 //!     .build()?
 //! ```
 
+use std::marker::PhantomData;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,18 +22,35 @@ use crate::affinity::{available_cores, pin_current_thread};
 use crate::barrier::SequenceBarrier;
 use crate::error::BuildError;
 use crate::handler::{EventHandler, MutEventHandler};
-use crate::pipeline::{HandlerThread, Pipeline, PipelineState};
-use crate::processor::{guarded, run, Consume, ProcessorContext, Reader, Writer};
+use crate::loom::sync::atomic::AtomicI64;
+use crate::multi_producer::MultiProducer;
+use crate::pipeline::{Participant, Pipeline, PipelineState};
+use crate::poller::EventPoller;
+use crate::processor::{
+    guarded, run, run_worker, Consume, ProcessorContext, Reader, WorkClaim, Writer,
+};
 use crate::producer::Producer;
 use crate::report::{HandlerReport, PanicPolicy};
 use crate::ring_buffer::RingBuffer;
 use crate::sequence::Sequence;
+use crate::sequencer::multi::MultiProducerSequencer;
 use crate::sequencer::single::SingleProducerSequencer;
+use crate::sequencer::FullRingWait;
 use crate::wait::WaitStrategy;
 
 /// The default `max_batch_size`: a handler releases the slots it finished at
 /// least this often, however far behind it is.
 pub const DEFAULT_MAX_BATCH_SIZE: usize = 1024;
+
+/// Marker types: which producer a [`Builder`] builds.
+pub mod producer_kind {
+    /// One producer ([`Producer`](crate::Producer)): no atomic RMW to claim.
+    #[derive(Debug)]
+    pub struct Single;
+    /// Any number of producer handles ([`MultiProducer`](crate::MultiProducer)).
+    #[derive(Debug)]
+    pub struct Multi;
+}
 
 /// Starts describing a pipeline with one producer.
 ///
@@ -51,22 +69,60 @@ pub const DEFAULT_MAX_BATCH_SIZE: usize = 1024;
 /// producer.publish(|event| event.fill(7))?;
 /// let report = producer.shutdown();
 /// assert_eq!(report.handlers[0].events_handled, 1);
-/// # Ok::<(), tickring::BuildError>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub fn build_single_producer<E, F, W>(size: usize, factory: F, wait: W) -> Builder<E, W>
+pub fn build_single_producer<E, F, W>(
+    size: usize,
+    factory: F,
+    wait: W,
+) -> Builder<E, W, producer_kind::Single>
 where
     E: Send + Sync + 'static,
     F: FnMut() -> E + 'static,
     W: WaitStrategy,
 {
-    Builder {
-        size,
-        factory: Box::new(factory),
-        wait,
-        stages: vec![Vec::new()],
-        misuse: None,
-        panic_policy: PanicPolicy::default(),
-    }
+    Builder::new(size, Box::new(factory), wait)
+}
+
+/// Starts describing a pipeline that any number of threads publish into,
+/// each through its own clone of the [`MultiProducer`] handle.
+///
+/// Any power-of-two size works, from 1 upward.
+///
+/// ```
+/// use tickring::{build_multi_producer, Yielding};
+///
+/// let producer = build_multi_producer(8, || (0u32, 0u64), Yielding::new())
+///     .handle_events_with(|_event: &(u32, u64), _, _| {})
+///     .build()?;
+/// let feeds: Vec<_> = (0..3u32)
+///     .map(|feed| {
+///         let mut producer = producer.clone();
+///         std::thread::spawn(move || {
+///             for n in 0..100 {
+///                 producer.publish(|event| *event = (feed, n)).unwrap();
+///             }
+///         })
+///     })
+///     .collect();
+/// for feed in feeds {
+///     feed.join().unwrap();
+/// }
+/// let report = producer.shutdown().expect("the last handle reports");
+/// assert_eq!(report.handlers[0].events_handled, 300);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn build_multi_producer<E, F, W>(
+    size: usize,
+    factory: F,
+    wait: W,
+) -> Builder<E, W, producer_kind::Multi>
+where
+    E: Send + Sync + 'static,
+    F: FnMut() -> E + 'static,
+    W: WaitStrategy,
+{
+    Builder::new(size, Box::new(factory), wait)
 }
 
 /// The thread body of one handler, made where its type is known so the
@@ -77,32 +133,106 @@ type HandlerBody<E, W> = Box<dyn FnOnce(ProcessorContext<E, W>, Started) -> Hand
 /// `on_start` done) or why not.
 type Started = mpsc::Sender<Result<(), BuildError>>;
 
-struct HandlerSpec<E, W> {
+enum Role<E, W> {
+    /// A handler or worker on a thread of its own.
+    Thread(HandlerBody<E, W>),
+    /// A poller, driven by the caller's thread.
+    Poller,
+}
+
+struct ParticipantSpec<E, W> {
     name: Option<String>,
     core: Option<usize>,
     max_batch_size: usize,
     timeout: Option<Duration>,
     mutable: bool,
-    body: HandlerBody<E, W>,
+    role: Role<E, W>,
 }
 
-/// A pipeline being described; see [`build_single_producer`].
-pub struct Builder<E, W> {
+/// A pipeline being described; see [`build_single_producer`] and
+/// [`build_multi_producer`].
+pub struct Builder<E, W, K> {
     size: usize,
     factory: Box<dyn FnMut() -> E>,
     wait: W,
-    /// Stages in order; handlers within a stage run in parallel.
-    stages: Vec<Vec<HandlerSpec<E, W>>>,
+    /// Stages in order; participants within a stage run in parallel.
+    stages: Vec<Vec<ParticipantSpec<E, W>>>,
     /// The first misuse of the DSL, reported by `build()`.
     misuse: Option<BuildError>,
     panic_policy: PanicPolicy,
+    full_ring_wait: FullRingWait,
+    kind: PhantomData<K>,
 }
 
-impl<E, W> Builder<E, W>
+/// What `build()` assembled, before it becomes a producer.
+struct Assembled<E, W: WaitStrategy> {
+    ring: Arc<RingBuffer<E>>,
+    pipeline: Pipeline<W>,
+    /// The last stage's sequences: the producer may not lap them.
+    gating_sequences: Box<[Arc<Sequence>]>,
+    pollers: Vec<EventPoller<E, W>>,
+    full_ring_wait: FullRingWait,
+}
+
+impl<E, W> Builder<E, W, producer_kind::Single>
 where
     E: Send + Sync + 'static,
     W: WaitStrategy,
 {
+    /// Validates the pipeline, allocates and fills the ring, starts every
+    /// handler's thread (pinned, named, `on_start` run) and returns the
+    /// producer. Nothing is left running if the configuration is invalid.
+    pub fn build(self) -> Result<Producer<E, W>, BuildError> {
+        let parts = self.assemble()?;
+        let sequencer = SingleProducerSequencer::new(parts.ring.capacity(), parts.gating_sequences);
+        Ok(Producer::new(
+            parts.ring,
+            sequencer,
+            parts.pipeline,
+            parts.pollers,
+            parts.full_ring_wait,
+        ))
+    }
+}
+
+impl<E, W> Builder<E, W, producer_kind::Multi>
+where
+    E: Send + Sync + 'static,
+    W: WaitStrategy,
+{
+    /// As the single-producer `build()`, returning the first handle of a
+    /// multi-producer pipeline; clone it for each publishing thread.
+    pub fn build(self) -> Result<MultiProducer<E, W>, BuildError> {
+        let parts = self.assemble()?;
+        let sequencer = MultiProducerSequencer::new(parts.ring.capacity(), parts.gating_sequences);
+        Ok(MultiProducer::new(
+            parts.ring,
+            sequencer,
+            parts.pipeline,
+            parts.pollers,
+            parts.full_ring_wait,
+        ))
+    }
+}
+
+impl<E, W, K> Builder<E, W, K>
+where
+    E: Send + Sync + 'static,
+    W: WaitStrategy,
+{
+    fn new(size: usize, factory: Box<dyn FnMut() -> E>, wait: W) -> Self {
+        Self {
+            size,
+            factory,
+            wait,
+            stages: vec![Vec::new()],
+            misuse: None,
+            panic_policy: PanicPolicy::default(),
+            full_ring_wait: FullRingWait::default(),
+            kind: PhantomData,
+        }
+    }
+
     /// Adds a closure handler to the current stage: `|event, sequence,
     /// end_of_batch|`. Handlers in one stage see every event, in parallel.
     pub fn handle_events_with<F>(self, handler: F) -> Self
@@ -117,8 +247,8 @@ where
     where
         H: EventHandler<E> + Send + 'static,
     {
-        self.push(false, move |context, started| {
-            start_and_run(context, started, move || Reader(handler))
+        self.push_thread(false, move |context, started| {
+            start_and_run(context, started, move || Reader(handler), run)
         })
     }
 
@@ -144,8 +274,8 @@ where
         H: EventHandler<E> + 'static,
         M: FnOnce() -> H + Send + 'static,
     {
-        self.push(false, move |context, started| {
-            start_and_run(context, started, move || Reader(make()))
+        self.push_thread(false, move |context, started| {
+            start_and_run(context, started, move || Reader(make()), run)
         })
     }
 
@@ -164,8 +294,8 @@ where
     where
         H: MutEventHandler<E> + Send + 'static,
     {
-        self.push(true, move |context, started| {
-            start_and_run(context, started, move || Writer(handler))
+        self.push_thread(true, move |context, started| {
+            start_and_run(context, started, move || Writer(handler), run)
         })
     }
 
@@ -175,13 +305,87 @@ where
         H: MutEventHandler<E> + 'static,
         M: FnOnce() -> H + Send + 'static,
     {
-        self.push(true, move |context, started| {
-            start_and_run(context, started, move || Writer(make()))
+        self.push_thread(true, move |context, started| {
+            start_and_run(context, started, move || Writer(make()), run)
         })
     }
 
-    /// Starts a new stage: the handlers added next see an event only after
-    /// every handler of the current stage has finished with it.
+    /// Adds a worker pool to the current stage: each event goes to exactly
+    /// one of the workers (whichever is free), each on its own thread. The
+    /// next stage is gated on the whole pool. Per-handler options after this
+    /// call configure the last worker.
+    ///
+    /// ```
+    /// use std::sync::{Arc, atomic::{AtomicU64, Ordering}};
+    /// use tickring::{build_single_producer, Yielding};
+    ///
+    /// let handled = Arc::new(AtomicU64::new(0));
+    /// let workers: Vec<_> = (0..2)
+    ///     .map(|_| {
+    ///         let handled = Arc::clone(&handled);
+    ///         move |_order: &u64, _sequence: i64, _end_of_batch: bool| {
+    ///             handled.fetch_add(1, Ordering::Relaxed);
+    ///         }
+    ///     })
+    ///     .collect();
+    /// let mut producer = build_single_producer(64, || 0u64, Yielding::new())
+    ///     .handle_events_with_workers(workers)
+    ///     .build()?;
+    /// for order in 0..1_000 {
+    ///     producer.publish(|event| *event = order)?;
+    /// }
+    /// producer.shutdown();
+    /// assert_eq!(handled.load(Ordering::Relaxed), 1_000); // once each, not twice
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn handle_events_with_workers<H, I>(mut self, workers: I) -> Self
+    where
+        H: EventHandler<E> + Send + 'static,
+        I: IntoIterator<Item = H>,
+    {
+        let work: Arc<WorkClaim> = Arc::new(WorkClaim::new(AtomicI64::new(0)));
+        let mut any = false;
+        for worker in workers {
+            any = true;
+            let work = Arc::clone(&work);
+            self = self.push_thread(false, move |context, started| {
+                start_and_run(
+                    context,
+                    started,
+                    move || Reader(worker),
+                    |context, consumer| run_worker(context, &work, consumer),
+                )
+            });
+        }
+        if !any {
+            let stage = self.stages.len() - 1;
+            self.misuse
+                .get_or_insert(BuildError::EmptyWorkerPool { stage });
+        }
+        self
+    }
+
+    /// Adds an [`EventPoller`] named `name` to the current stage: a
+    /// participant with no thread, consumed by calling `poll` from the
+    /// caller's own loop. Take it with the producer's `take_poller(name)`.
+    pub fn add_poller(mut self, name: impl Into<String>) -> Self {
+        let stage = self
+            .stages
+            .last_mut()
+            .expect("there is always a current stage");
+        stage.push(ParticipantSpec {
+            name: Some(name.into()),
+            core: None,
+            max_batch_size: DEFAULT_MAX_BATCH_SIZE,
+            timeout: None,
+            mutable: false,
+            role: Role::Poller,
+        });
+        self
+    }
+
+    /// Starts a new stage: the participants added next see an event only
+    /// after every participant of the current stage has finished with it.
     pub fn and_then(mut self) -> Self {
         self.stages.push(Vec::new());
         self
@@ -200,8 +404,8 @@ where
         self.configure_last("thread_name", |spec| spec.name = Some(name))
     }
 
-    /// Caps how many events the last added handler takes in one batch before
-    /// releasing them (default [`DEFAULT_MAX_BATCH_SIZE`]).
+    /// Caps how many events the last added handler (or poller) takes in one
+    /// batch before releasing them (default [`DEFAULT_MAX_BATCH_SIZE`]).
     pub fn max_batch_size(self, events: usize) -> Self {
         self.configure_last("max_batch_size", |spec| spec.max_batch_size = events)
     }
@@ -218,110 +422,14 @@ where
         self
     }
 
-    /// Validates the pipeline, allocates and fills the ring, starts every
-    /// handler's thread (pinned, named, `on_start` run) and returns the
-    /// producer. Nothing is started if the configuration is invalid.
-    pub fn build(mut self) -> Result<Producer<E, W>, BuildError> {
-        self.validate()?;
-        let ring = Arc::new(RingBuffer::new(self.size, &mut *self.factory)?);
-        let state = Arc::new(PipelineState::new());
-        let wait = Arc::new(self.wait);
-        let (started, readiness) = mpsc::channel();
-        let mut pipeline = Pipeline {
-            state: Arc::clone(&state),
-            wait: Arc::clone(&wait),
-            handlers: Vec::new(),
-        };
-        let mut upstream: Vec<Arc<Sequence>> = Vec::new();
-        let mut spawn_error = None;
-        for (stage_index, stage) in self.stages.into_iter().enumerate() {
-            let mut stage_sequences = Vec::with_capacity(stage.len());
-            for (position, spec) in stage.into_iter().enumerate() {
-                let name = spec
-                    .name
-                    .unwrap_or_else(|| format!("tickring-{stage_index}-{position}"));
-                let sequence = Arc::new(Sequence::new());
-                let context = ProcessorContext {
-                    name: name.clone(),
-                    ring: Arc::clone(&ring),
-                    wait: Arc::clone(&wait),
-                    state: Arc::clone(&state),
-                    barrier: SequenceBarrier::new(
-                        Arc::clone(&ring),
-                        Arc::clone(&wait),
-                        Arc::clone(&state),
-                        upstream.clone().into_boxed_slice(),
-                    ),
-                    sequence: Arc::clone(&sequence),
-                    max_batch_size: spec.max_batch_size as i64,
-                    timeout: spec.timeout,
-                    panic_policy: self.panic_policy,
-                };
-                let core = spec.core;
-                let body = spec.body;
-                let started = started.clone();
-                let thread_name = name.clone();
-                let spawned = std::thread::Builder::new()
-                    .name(name.clone())
-                    .spawn(move || {
-                        if let Some(core) = core {
-                            if !pin_current_thread(core) {
-                                let _ = started.send(Err(BuildError::PinFailed {
-                                    handler: thread_name.clone(),
-                                    core,
-                                }));
-                                return HandlerReport {
-                                    name: thread_name,
-                                    events_handled: 0,
-                                    events_skipped: 0,
-                                    panic: None,
-                                };
-                            }
-                        }
-                        body(context, started)
-                    });
-                match spawned {
-                    Ok(join) => pipeline.handlers.push(HandlerThread {
-                        name,
-                        sequence: Arc::clone(&sequence),
-                        join: Some(join),
-                    }),
-                    Err(error) => {
-                        spawn_error = Some(BuildError::ThreadSpawn {
-                            handler: name,
-                            message: error.to_string(),
-                        });
-                        break;
-                    }
-                }
-                stage_sequences.push(sequence);
-            }
-            if spawn_error.is_some() {
-                break;
-            }
-            upstream = stage_sequences;
-        }
-        drop(started);
-        let mut failure = spawn_error;
-        for _ in 0..pipeline.handlers.len() {
-            match readiness.recv() {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => {
-                    failure.get_or_insert(error);
-                }
-                // Every sender is gone: a thread ended without reporting.
-                Err(_) => break,
-            }
-        }
-        if let Some(error) = failure {
-            pipeline.halt();
-            return Err(error);
-        }
-        let sequencer = SingleProducerSequencer::new(ring.capacity(), upstream.into_boxed_slice());
-        Ok(Producer::new(ring, sequencer, pipeline))
+    /// How producers wait while the ring is full (default
+    /// [`FullRingWait::Yield`]).
+    pub fn producer_wait(mut self, policy: FullRingWait) -> Self {
+        self.full_ring_wait = policy;
+        self
     }
 
-    fn push(
+    fn push_thread(
         mut self,
         mutable: bool,
         body: impl FnOnce(ProcessorContext<E, W>, Started) -> HandlerReport + Send + 'static,
@@ -330,13 +438,13 @@ where
             .stages
             .last_mut()
             .expect("there is always a current stage");
-        stage.push(HandlerSpec {
+        stage.push(ParticipantSpec {
             name: None,
             core: None,
             max_batch_size: DEFAULT_MAX_BATCH_SIZE,
             timeout: None,
             mutable,
-            body: Box::new(body),
+            role: Role::Thread(Box::new(body)),
         });
         self
     }
@@ -344,7 +452,7 @@ where
     fn configure_last(
         mut self,
         option: &'static str,
-        set: impl FnOnce(&mut HandlerSpec<E, W>),
+        set: impl FnOnce(&mut ParticipantSpec<E, W>),
     ) -> Self {
         match self.stages.last_mut().and_then(|stage| stage.last_mut()) {
             Some(spec) => set(spec),
@@ -370,10 +478,7 @@ where
                 return Err(BuildError::EmptyStage { stage: stage_index });
             }
             for (position, spec) in stage.iter().enumerate() {
-                let name = spec
-                    .name
-                    .clone()
-                    .unwrap_or_else(|| format!("tickring-{stage_index}-{position}"));
+                let name = participant_name(spec, stage_index, position);
                 if spec.mutable && stage.len() > 1 {
                     return Err(BuildError::MutableHandlerWithSibling {
                         handler: name,
@@ -382,6 +487,19 @@ where
                 }
                 if spec.max_batch_size == 0 {
                     return Err(BuildError::InvalidMaxBatchSize { handler: name });
+                }
+                if let Role::Poller = spec.role {
+                    let option = match (spec.core, spec.timeout) {
+                        (Some(_), _) => Some("pin_at_core"),
+                        (_, Some(_)) => Some("wait_timeout"),
+                        _ => None,
+                    };
+                    if let Some(option) = option {
+                        return Err(BuildError::OptionNotForPoller {
+                            option,
+                            poller: name,
+                        });
+                    }
                 }
                 if let Some(core) = spec.core {
                     if !cores.contains(&core) {
@@ -399,19 +517,150 @@ where
         }
         Ok(())
     }
+
+    /// Validates, fills the ring, starts every thread and waits until each
+    /// has started; on any failure stops what started and returns the error.
+    fn assemble(mut self) -> Result<Assembled<E, W>, BuildError> {
+        self.validate()?;
+        let ring = Arc::new(RingBuffer::new(self.size, &mut *self.factory)?);
+        let state = Arc::new(PipelineState::new());
+        let wait = Arc::new(self.wait);
+        let (started, readiness) = mpsc::channel();
+        let mut pipeline = Pipeline::new(Arc::clone(&state), Arc::clone(&wait));
+        let mut pollers = Vec::new();
+        let mut upstream: Vec<Arc<Sequence>> = Vec::new();
+        let mut failure = None;
+        'stages: for (stage_index, stage) in self.stages.into_iter().enumerate() {
+            let mut stage_sequences = Vec::with_capacity(stage.len());
+            for (position, spec) in stage.into_iter().enumerate() {
+                let name = participant_name(&spec, stage_index, position);
+                let sequence = Arc::new(Sequence::new());
+                stage_sequences.push(Arc::clone(&sequence));
+                pipeline.participants.push(Participant {
+                    name: name.clone(),
+                    sequence: Arc::clone(&sequence),
+                });
+                let dependencies: Box<[Arc<Sequence>]> = upstream.clone().into_boxed_slice();
+                let body = match spec.role {
+                    Role::Poller => {
+                        pollers.push(EventPoller::new(
+                            name,
+                            Arc::clone(&ring),
+                            Arc::clone(&wait),
+                            Arc::clone(&state),
+                            dependencies,
+                            sequence,
+                            spec.max_batch_size as i64,
+                        ));
+                        continue;
+                    }
+                    Role::Thread(body) => body,
+                };
+                let context = ProcessorContext {
+                    name: name.clone(),
+                    ring: Arc::clone(&ring),
+                    wait: Arc::clone(&wait),
+                    state: Arc::clone(&state),
+                    barrier: SequenceBarrier::new(
+                        Arc::clone(&ring),
+                        Arc::clone(&wait),
+                        Arc::clone(&state),
+                        dependencies,
+                    ),
+                    sequence,
+                    max_batch_size: spec.max_batch_size as i64,
+                    timeout: spec.timeout,
+                    panic_policy: self.panic_policy,
+                };
+                match spawn_participant(name.clone(), spec.core, context, body, started.clone()) {
+                    Ok(join) => pipeline.add_thread(name, join),
+                    Err(error) => {
+                        failure = Some(error);
+                        break 'stages;
+                    }
+                }
+            }
+            upstream = stage_sequences;
+        }
+        drop(started);
+        for _ in 0..pipeline.thread_count() {
+            match readiness.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    failure.get_or_insert(error);
+                }
+                // Every sender is gone: a thread ended without reporting.
+                Err(_) => break,
+            }
+        }
+        if let Some(error) = failure {
+            // Pollers built so far would halt on drop anyway; say so first.
+            pipeline.halt();
+            drop(pollers);
+            return Err(error);
+        }
+        Ok(Assembled {
+            ring,
+            pipeline,
+            gating_sequences: upstream.into_boxed_slice(),
+            pollers,
+            full_ring_wait: self.full_ring_wait,
+        })
+    }
+}
+
+fn participant_name<E, W>(spec: &ParticipantSpec<E, W>, stage: usize, position: usize) -> String {
+    spec.name
+        .clone()
+        .unwrap_or_else(|| format!("tickring-{stage}-{position}"))
+}
+
+/// Starts one participant's thread: pin it, then run its body.
+fn spawn_participant<E, W>(
+    name: String,
+    core: Option<usize>,
+    context: ProcessorContext<E, W>,
+    body: HandlerBody<E, W>,
+    started: Started,
+) -> Result<std::thread::JoinHandle<HandlerReport>, BuildError>
+where
+    E: Send + Sync + 'static,
+    W: WaitStrategy,
+{
+    let thread_name = name.clone();
+    std::thread::Builder::new()
+        .name(name.clone())
+        .spawn(move || {
+            if let Some(core) = core {
+                if !pin_current_thread(core) {
+                    let _ = started.send(Err(BuildError::PinFailed {
+                        handler: thread_name.clone(),
+                        core,
+                    }));
+                    return HandlerReport::new(thread_name);
+                }
+            }
+            body(context, started)
+        })
+        .map_err(|error| BuildError::ThreadSpawn {
+            handler: name,
+            message: error.to_string(),
+        })
 }
 
 /// On the handler's thread: create the handler, run `on_start`, report
-/// readiness to `build()`, then run the batch loop.
-fn start_and_run<E, W, C, M>(
+/// readiness to `build()`, then run its loop.
+fn start_and_run<E, W, C, M, R>(
     context: ProcessorContext<E, W>,
     started: Started,
     make: M,
+    run_loop: R,
 ) -> HandlerReport
 where
     W: WaitStrategy,
     C: Consume<E>,
     M: FnOnce() -> C,
+    R: FnOnce(ProcessorContext<E, W>, &mut C) -> HandlerReport,
 {
     let created = guarded(|| {
         let mut consumer = make();
@@ -425,28 +674,24 @@ where
                 handler: context.name.clone(),
                 message,
             }));
-            return HandlerReport {
-                name: context.name,
-                events_handled: 0,
-                events_skipped: 0,
-                panic: None,
-            };
+            return HandlerReport::new(context.name);
         }
     };
     let _ = started.send(Ok(()));
     drop(started);
-    run(context, &mut consumer)
+    run_loop(context, &mut consumer)
 }
 
-impl<E, W> std::fmt::Debug for Builder<E, W> {
+impl<E, W, K> std::fmt::Debug for Builder<E, W, K> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Builder")
             .field("size", &self.size)
             .field(
-                "handlers_per_stage",
+                "participants_per_stage",
                 &self.stages.iter().map(Vec::len).collect::<Vec<_>>(),
             )
             .field("panic_policy", &self.panic_policy)
+            .field("full_ring_wait", &self.full_ring_wait)
             .finish_non_exhaustive()
     }
 }

@@ -31,6 +31,19 @@ pub enum BuildError {
         /// The option's name.
         option: &'static str,
     },
+    /// `handle_events_with_workers` was given no worker.
+    EmptyWorkerPool {
+        /// The stage's index, counting from 0.
+        stage: usize,
+    },
+    /// An option that needs a thread (`pin_at_core`, `wait_timeout`) was
+    /// given to a poller, which runs on the caller's thread.
+    OptionNotForPoller {
+        /// The option's name.
+        option: &'static str,
+        /// The poller's name.
+        poller: String,
+    },
     /// `max_batch_size(0)`.
     InvalidMaxBatchSize {
         /// The handler's name.
@@ -102,6 +115,16 @@ impl fmt::Display for BuildError {
                 "{option}() was called before any handler: call it after the \
                  handle_events_with it configures"
             ),
+            Self::EmptyWorkerPool { stage } => write!(
+                f,
+                "the worker pool in stage {stage} has no worker: pass at least one handler \
+                 to handle_events_with_workers"
+            ),
+            Self::OptionNotForPoller { option, poller } => write!(
+                f,
+                "{option}() does not apply to poller '{poller}': a poller runs on the \
+                 thread that calls poll(); pin or time that thread yourself"
+            ),
             Self::InvalidMaxBatchSize { handler } => write!(
                 f,
                 "max_batch_size(0) for handler '{handler}': use at least 1"
@@ -154,6 +177,9 @@ pub enum PublishError {
         /// The ring's size.
         capacity: usize,
     },
+    /// `publish_timeout` found no room in time. Nothing was claimed or
+    /// published, and the closure was not called.
+    TimedOut,
 }
 
 impl fmt::Display for PublishError {
@@ -170,6 +196,10 @@ impl fmt::Display for PublishError {
                 f,
                 "a batch of {requested} events cannot fit in a ring of {capacity}: \
                  split it or build a larger ring"
+            ),
+            Self::TimedOut => write!(
+                f,
+                "no room in the ring before the timeout: nothing was published"
             ),
         }
     }

@@ -87,7 +87,9 @@ mod builder;
 mod error;
 mod handler;
 mod loom;
+mod multi_producer;
 mod pipeline;
+mod poller;
 mod processor;
 mod producer;
 mod report;
@@ -97,12 +99,17 @@ mod sequencer;
 mod wait;
 
 pub use affinity::{available_cores, pin_current_thread};
-pub use builder::{build_single_producer, Builder, DEFAULT_MAX_BATCH_SIZE};
+pub use builder::{
+    build_multi_producer, build_single_producer, producer_kind, Builder, DEFAULT_MAX_BATCH_SIZE,
+};
 pub use error::{BuildError, PublishError, TryPublishError};
 pub use handler::{EventHandler, MutEventHandler};
+pub use multi_producer::MultiProducer;
+pub use poller::{EventPoller, PollState};
 pub use producer::Producer;
 pub use report::{HandlerPanic, HandlerReport, PanicPolicy, ShutdownReport};
 pub use sequence::{Sequence, INITIAL_SEQUENCE};
+pub use sequencer::FullRingWait;
 pub use wait::{Blocking, BusySpin, Sleeping, WaitStrategy, Yielding};
 
 /// The README's code blocks, compiled and run as doc tests so they cannot rot.

@@ -1,7 +1,7 @@
-//! The running pipeline: its shared stop state, its handler threads, and the
-//! draining shutdown that joins them.
+//! The running pipeline: its shared stop state, its participants (handler
+//! threads, workers, pollers), and the draining shutdown that joins them.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
 use crossbeam_utils::CachePadded;
@@ -64,53 +64,86 @@ impl PipelineState {
     }
 }
 
-/// One handler's thread, its sequence and its name.
-pub(crate) struct HandlerThread {
+/// A handler, worker or poller: its name and its sequence (for lags).
+#[derive(Debug)]
+pub(crate) struct Participant {
     pub(crate) name: String,
     pub(crate) sequence: Arc<Sequence>,
-    pub(crate) join: Option<JoinHandle<HandlerReport>>,
 }
 
-/// The handler threads of a pipeline, joined on shutdown.
+/// The participants of a pipeline and the threads joined on shutdown.
 pub(crate) struct Pipeline<W> {
     pub(crate) state: Arc<PipelineState>,
     pub(crate) wait: Arc<W>,
-    pub(crate) handlers: Vec<HandlerThread>,
+    pub(crate) participants: Vec<Participant>,
+    /// Taken (emptied) by the first shutdown or halt.
+    threads: Mutex<Vec<(String, JoinHandle<HandlerReport>)>>,
 }
 
 impl<W: WaitStrategy> Pipeline<W> {
+    pub(crate) fn new(state: Arc<PipelineState>, wait: Arc<W>) -> Self {
+        Self {
+            state,
+            wait,
+            participants: Vec::new(),
+            threads: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub(crate) fn add_thread(&mut self, name: String, join: JoinHandle<HandlerReport>) {
+        self.threads
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((name, join));
+    }
+
+    pub(crate) fn thread_count(&mut self) -> usize {
+        self.threads
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    /// Each participant's name and how far it trails `last_published`.
+    pub(crate) fn lags(&self, last_published: i64) -> impl Iterator<Item = (&str, u64)> + '_ {
+        self.participants.iter().map(move |participant| {
+            let lag = (last_published - participant.sequence.get()).max(0) as u64;
+            (participant.name.as_str(), lag)
+        })
+    }
+
     /// Stops the pipeline after `last_published` and joins every thread.
-    pub(crate) fn shut_down_after(&mut self, last_published: i64) -> ShutdownReport {
+    pub(crate) fn shut_down_after(&self, last_published: i64) -> ShutdownReport {
         self.state.shut_down(last_published);
         self.wait.signal_all_when_blocking();
         self.join_all()
     }
 
-    /// Stops the handlers without draining (a failed build) and joins them.
-    pub(crate) fn halt(&mut self) -> ShutdownReport {
+    /// Stops the handlers without draining and joins them.
+    pub(crate) fn halt(&self) -> ShutdownReport {
         self.state.halt();
         self.wait.signal_all_when_blocking();
         self.join_all()
     }
 
-    fn join_all(&mut self) -> ShutdownReport {
-        let mut reports = Vec::with_capacity(self.handlers.len());
-        for handler in &mut self.handlers {
-            let Some(join) = handler.join.take() else {
-                continue;
-            };
-            let report = join.join().unwrap_or_else(|payload| HandlerReport {
-                name: handler.name.clone(),
-                events_handled: 0,
-                events_skipped: 0,
-                panic: Some(HandlerPanic {
-                    handler: handler.name.clone(),
-                    sequence: None,
-                    message: crate::report::panic_message(payload.as_ref()),
-                }),
-            });
-            reports.push(report);
-        }
-        ShutdownReport { handlers: reports }
+    fn join_all(&self) -> ShutdownReport {
+        let threads =
+            std::mem::take(&mut *self.threads.lock().unwrap_or_else(PoisonError::into_inner));
+        let handlers = threads
+            .into_iter()
+            .map(|(name, join)| {
+                join.join().unwrap_or_else(|payload| HandlerReport {
+                    name: name.clone(),
+                    events_handled: 0,
+                    events_skipped: 0,
+                    panic: Some(HandlerPanic {
+                        handler: name,
+                        sequence: None,
+                        message: crate::report::panic_message(payload.as_ref()),
+                    }),
+                })
+            })
+            .collect();
+        ShutdownReport { handlers }
     }
 }

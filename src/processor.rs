@@ -156,14 +156,102 @@ pub(crate) fn run<E, W: WaitStrategy, C: Consume<E>>(
         context.sequence.set(next - 1);
         context.wait.signal_all_when_blocking();
     }
-    if let Err(message) = guarded(|| consumer.on_shutdown()) {
-        if report.panic.is_none() {
-            report.panic = Some(HandlerPanic {
-                handler: context.name.clone(),
-                sequence: None,
-                message,
-            });
+    finish(&context, consumer, report)
+}
+
+/// The claim counter a worker pool shares: the next sequence no worker has
+/// taken yet.
+pub(crate) type WorkClaim = crossbeam_utils::CachePadded<crate::loom::sync::atomic::AtomicI64>;
+
+/// A worker of a pool: each event goes to exactly one worker of the pool.
+///
+/// The scheme of LMAX's `WorkProcessor`: before claiming sequence `c` from
+/// the shared counter, a worker sets its own sequence to `c - 1`. So every
+/// worker's sequence is below any event it may still hold, and the minimum
+/// over the pool (what the next stage and the producer gate on) never passes
+/// an event that a worker has not finished.
+pub(crate) fn run_worker<E, W: WaitStrategy, C: Consume<E>>(
+    mut context: ProcessorContext<E, W>,
+    work: &WorkClaim,
+    consumer: &mut C,
+) -> HandlerReport {
+    use crate::loom::sync::atomic::Ordering;
+
+    let mut report = HandlerReport {
+        name: context.name.clone(),
+        events_handled: 0,
+        events_skipped: 0,
+        panic: None,
+    };
+    let ring = &*context.ring;
+    let mut claimed: Option<i64> = None;
+    loop {
+        let next = match claimed {
+            Some(next) => next,
+            None => {
+                // Relaxed load and CAS: the claim only has to be unique; the
+                // slot is ordered by the barrier, the release below by `set`.
+                let mut candidate = work.load(Ordering::Relaxed);
+                loop {
+                    // Release (in `set`): everything this worker handled is done.
+                    context.sequence.set(candidate - 1);
+                    match work.compare_exchange_weak(
+                        candidate,
+                        candidate + 1,
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    ) {
+                        Ok(_) => break,
+                        Err(current) => candidate = current,
+                    }
+                }
+                context.wait.signal_all_when_blocking();
+                claimed = Some(candidate);
+                candidate
+            }
+        };
+        match context.barrier.wait_for(next, next, context.timeout) {
+            Ok(_) => {}
+            Err(WaitOutcome::TimedOut) => {
+                if let Err(message) = guarded(|| consumer.on_timeout(next - 1)) {
+                    if record_panic(&context, &mut report, None, message) {
+                        break;
+                    }
+                }
+                continue;
+            }
+            Err(WaitOutcome::Drained) | Err(WaitOutcome::Halted) => break,
         }
+        claimed = None;
+        let handled = guarded(|| {
+            consumer.on_batch_start(1, 1);
+            consumer.consume(ring, next, true);
+        });
+        match handled {
+            Ok(()) => report.events_handled += 1,
+            Err(message) => {
+                if record_panic(&context, &mut report, Some(next), message) {
+                    break;
+                }
+                report.events_skipped += 1;
+            }
+        }
+    }
+    finish(&context, consumer, report)
+}
+
+/// Runs `on_shutdown` and completes the report.
+fn finish<E, W, C: Consume<E>>(
+    context: &ProcessorContext<E, W>,
+    consumer: &mut C,
+    mut report: HandlerReport,
+) -> HandlerReport {
+    if let Err(message) = guarded(|| consumer.on_shutdown()) {
+        report.panic.get_or_insert(HandlerPanic {
+            handler: context.name.clone(),
+            sequence: None,
+            message,
+        });
     }
     report
 }

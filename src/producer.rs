@@ -4,14 +4,17 @@ use std::fmt;
 
 use crossbeam_utils::CachePadded;
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use crate::error::{PublishError, TryPublishError};
 use crate::pipeline::Pipeline;
+use crate::poller::EventPoller;
 use crate::report::ShutdownReport;
 use crate::ring_buffer::RingBuffer;
 use crate::sequencer::single::SingleProducerSequencer;
-use crate::sequencer::FullRingBackoff;
+use crate::sequencer::{wait_for_room, FullRingWait};
 use crate::wait::WaitStrategy;
-use std::sync::Arc;
 
 /// The one producer of a pipeline built with
 /// [`build_single_producer`](crate::build_single_producer).
@@ -25,6 +28,9 @@ pub struct Producer<E, W: WaitStrategy> {
     sequencer: CachePadded<SingleProducerSequencer>,
     ring: Arc<RingBuffer<E>>,
     pipeline: Pipeline<W>,
+    /// Pollers not yet taken by `take_poller`.
+    pollers: Vec<EventPoller<E, W>>,
+    full_ring_wait: FullRingWait,
     shut_down: bool,
 }
 
@@ -33,11 +39,15 @@ impl<E, W: WaitStrategy> Producer<E, W> {
         ring: Arc<RingBuffer<E>>,
         sequencer: SingleProducerSequencer,
         pipeline: Pipeline<W>,
+        pollers: Vec<EventPoller<E, W>>,
+        full_ring_wait: FullRingWait,
     ) -> Self {
         Self {
             sequencer: CachePadded::new(sequencer),
             ring,
             pipeline,
+            pollers,
+            full_ring_wait,
             shut_down: false,
         }
     }
@@ -72,6 +82,26 @@ impl<E, W: WaitStrategy> Producer<E, W> {
     pub fn publish<F: FnOnce(&mut E)>(&mut self, fill: F) -> Result<i64, PublishError> {
         if !self.sequencer.has_room_for(1) {
             self.wait_for_room(1)?;
+        }
+        Ok(self.write_and_publish_one(fill))
+    }
+
+    /// As [`Producer::publish`], but gives up with [`PublishError::TimedOut`]
+    /// when no slot frees up within `timeout`. Nothing is published then and
+    /// `fill` is not called (capture by reference to keep your data).
+    pub fn publish_timeout<F: FnOnce(&mut E)>(
+        &mut self,
+        timeout: Duration,
+        fill: F,
+    ) -> Result<i64, PublishError> {
+        if !self.sequencer.has_room_for(1) {
+            let sequencer = &mut *self.sequencer;
+            wait_for_room(
+                &self.pipeline.state,
+                self.full_ring_wait,
+                Some(timeout),
+                || sequencer.has_room_for(1),
+            )?;
         }
         Ok(self.write_and_publish_one(fill))
     }
@@ -162,17 +192,26 @@ impl<E, W: WaitStrategy> Producer<E, W> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn handler_lags(&self) -> impl Iterator<Item = (&str, u64)> + '_ {
-        let last_published = self.sequencer.last_published();
-        self.pipeline.handlers.iter().map(move |handler| {
-            let lag = (last_published - handler.sequence.get()).max(0) as u64;
-            (handler.name.as_str(), lag)
-        })
+        self.pipeline.lags(self.sequencer.last_published())
+    }
+
+    /// Takes the poller added with `add_poller(name)`, once.
+    pub fn take_poller(&mut self, name: &str) -> Option<EventPoller<E, W>> {
+        let index = self
+            .pollers
+            .iter()
+            .position(|poller| poller.name() == name)?;
+        Some(self.pollers.swap_remove(index))
     }
 
     /// Stops the pipeline after draining: every event published so far is
     /// handled by every handler (unless one halted it), `on_shutdown` runs on
     /// each handler's thread, and the threads are joined. Returns what each
     /// handler did and any panic.
+    ///
+    /// A poller that was taken must go on being polled (on another thread)
+    /// until it reports `ShutDown` if handler threads are gated on it; a
+    /// poller never taken halts the stages behind it.
     pub fn shutdown(mut self) -> ShutdownReport {
         self.shut_down_once()
     }
@@ -182,6 +221,9 @@ impl<E, W: WaitStrategy> Producer<E, W> {
             return ShutdownReport::default();
         }
         self.shut_down = true;
+        // A poller nobody took can never advance: dropping it halts the stages
+        // behind it rather than leave the join below waiting on them.
+        self.pollers.clear();
         self.pipeline
             .shut_down_after(self.sequencer.last_published())
     }
@@ -240,16 +282,10 @@ impl<E, W: WaitStrategy> Producer<E, W> {
     /// pipeline has halted (a dead handler would never make room).
     #[cold]
     fn wait_for_room(&mut self, count: i64) -> Result<(), PublishError> {
-        let mut backoff = FullRingBackoff::default();
-        loop {
-            if self.pipeline.state.is_halted() {
-                return Err(PublishError::Halted);
-            }
-            if self.sequencer.has_room_for(count) {
-                return Ok(());
-            }
-            backoff.snooze();
-        }
+        let sequencer = &mut *self.sequencer;
+        wait_for_room(&self.pipeline.state, self.full_ring_wait, None, || {
+            sequencer.has_room_for(count)
+        })
     }
 }
 
@@ -265,7 +301,7 @@ impl<E, W: WaitStrategy> fmt::Debug for Producer<E, W> {
         f.debug_struct("Producer")
             .field("capacity", &self.capacity())
             .field("last_published", &self.last_published())
-            .field("handlers", &self.pipeline.handlers.len())
+            .field("participants", &self.pipeline.participants.len())
             .finish()
     }
 }

@@ -57,6 +57,17 @@ pub struct HandlerReport {
     pub panic: Option<HandlerPanic>,
 }
 
+impl HandlerReport {
+    pub(crate) fn new(name: String) -> Self {
+        Self {
+            name,
+            events_handled: 0,
+            events_skipped: 0,
+            panic: None,
+        }
+    }
+}
+
 /// What happened to every handler, in the order they were added.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ShutdownReport {

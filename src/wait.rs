@@ -314,7 +314,7 @@ mod tests {
         returns_when_ready(BusySpin);
         returns_when_ready(Yielding::new());
         returns_when_ready(Sleeping::new());
-        returns_when_ready(Blocking::new());
+        // Blocking re-checks only when signalled: see the wake-up test below.
     }
 
     #[test]
