@@ -14,7 +14,6 @@
 //! ```
 
 use std::marker::PhantomData;
-use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +22,8 @@ use crate::barrier::SequenceBarrier;
 use crate::error::BuildError;
 use crate::handler::{EventHandler, MutEventHandler};
 use crate::loom::sync::atomic::AtomicI64;
+use crate::loom::sync::mpsc;
+use crate::loom::thread;
 use crate::multi_producer::MultiProducer;
 use crate::pipeline::{Participant, Pipeline, PipelineState};
 use crate::poller::EventPoller;
@@ -151,7 +152,7 @@ struct ParticipantSpec<E, W> {
 
 /// A pipeline being described; see [`build_single_producer`] and
 /// [`build_multi_producer`].
-pub struct Builder<E, W, K> {
+pub struct Builder<E, W, K = producer_kind::Single> {
     size: usize,
     factory: Box<dyn FnMut() -> E>,
     wait: W,
@@ -622,13 +623,13 @@ fn spawn_participant<E, W>(
     context: ProcessorContext<E, W>,
     body: HandlerBody<E, W>,
     started: Started,
-) -> Result<std::thread::JoinHandle<HandlerReport>, BuildError>
+) -> Result<thread::JoinHandle<HandlerReport>, BuildError>
 where
     E: Send + Sync + 'static,
     W: WaitStrategy,
 {
     let thread_name = name.clone();
-    std::thread::Builder::new()
+    thread::Builder::new()
         .name(name.clone())
         .spawn(move || {
             if let Some(core) = core {

@@ -247,7 +247,7 @@ impl fmt::Display for TryPublishError {
 
 impl std::error::Error for TryPublishError {}
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 

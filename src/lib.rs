@@ -87,6 +87,8 @@ mod builder;
 mod error;
 mod handler;
 mod loom;
+#[cfg(all(test, loom))]
+mod loom_models;
 mod multi_producer;
 mod pipeline;
 mod poller;

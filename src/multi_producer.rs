@@ -6,13 +6,14 @@
 //! drains it, as the single producer does.
 
 use std::fmt;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
 
 use crate::error::{PublishError, TryPublishError};
 use crate::loom::sync::atomic::{AtomicUsize, Ordering};
+use crate::loom::sync::Mutex;
 use crate::pipeline::Pipeline;
 use crate::poller::EventPoller;
 use crate::report::ShutdownReport;
@@ -285,7 +286,7 @@ impl<E, W: WaitStrategy> MultiProducer<E, W> {
             last: sequence,
         };
         // SAFETY: invariant 1 — as in `write_and_publish`.
-        fill(unsafe { shared.ring.claimed_mut(sequence) });
+        unsafe { shared.ring.write_claimed(sequence, fill) };
     }
 
     #[inline]
@@ -301,7 +302,11 @@ impl<E, W: WaitStrategy> MultiProducer<E, W> {
             // SAFETY: invariant 1 — this handle claimed `sequence` (the claim
             // counter hands each sequence to one handle), has not stamped it,
             // and checked every gating sequence is `>= sequence - capacity`.
-            fill(unsafe { shared.ring.claimed_mut(sequence) }, sequence);
+            unsafe {
+                shared
+                    .ring
+                    .write_claimed(sequence, |event| fill(event, sequence))
+            };
         }
     }
 

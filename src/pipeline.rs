@@ -1,12 +1,13 @@
 //! The running pipeline: its shared stop state, its participants (handler
 //! threads, workers, pollers), and the draining shutdown that joins them.
 
-use std::sync::{Arc, Mutex, PoisonError};
-use std::thread::JoinHandle;
+use std::sync::{Arc, PoisonError};
 
 use crossbeam_utils::CachePadded;
 
 use crate::loom::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use crate::loom::sync::Mutex;
+use crate::loom::thread::JoinHandle;
 use crate::report::{HandlerPanic, HandlerReport, ShutdownReport};
 use crate::sequence::Sequence;
 use crate::wait::WaitStrategy;

@@ -125,8 +125,11 @@ impl<E, W: WaitStrategy> EventPoller<E, W> {
                 // SAFETY: invariant 2 — `sequence` is published and past every
                 // upstream stage (checked above), and this poller releases it
                 // only when `done` drops, after the closure returns.
-                let event = unsafe { done.poller.ring.published(sequence) };
-                let keep_going = handler(event, sequence, sequence == available);
+                let keep_going = unsafe {
+                    done.poller.ring.read_published(sequence, |event| {
+                        handler(event, sequence, sequence == available)
+                    })
+                };
                 done.handled_up_to = sequence;
                 if !keep_going {
                     break;

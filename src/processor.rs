@@ -36,8 +36,11 @@ impl<E, H: EventHandler<E>> Consume<E> for Reader<H> {
         // SAFETY: invariant 2 — the batch loop calls this only for sequences its
         // barrier returned as available and before it stores its own sequence
         // past them.
-        let event = unsafe { ring.published(sequence) };
-        self.0.on_event(event, sequence, end_of_batch);
+        unsafe {
+            ring.read_published(sequence, |event| {
+                self.0.on_event(event, sequence, end_of_batch)
+            })
+        };
     }
     #[inline]
     fn on_batch_start(&mut self, batch_size: i64, queue_depth: i64) {
@@ -63,8 +66,11 @@ impl<E, H: MutEventHandler<E>> Consume<E> for Writer<H> {
         // SAFETY: invariants 2 and 3 — as for `Reader`, and `build()` accepted
         // this handler only alone in its stage, so every other handler is
         // upstream (done with the slot) or downstream (gated on this handler).
-        let event = unsafe { ring.published_mut(sequence) };
-        self.0.on_event(event, sequence, end_of_batch);
+        unsafe {
+            ring.modify_published(sequence, |event| {
+                self.0.on_event(event, sequence, end_of_batch)
+            })
+        };
     }
     #[inline]
     fn on_batch_start(&mut self, batch_size: i64, queue_depth: i64) {

@@ -234,7 +234,7 @@ impl<E, W: WaitStrategy> Producer<E, W> {
         // SAFETY: invariant 1 — `sequence` is claimed by the only producer, not
         // yet stamped, and `has_room_for` saw every gating sequence at least
         // `sequence - capacity`.
-        fill(unsafe { self.ring.claimed_mut(sequence) });
+        unsafe { self.ring.write_claimed(sequence, fill) };
         self.ring.publish(sequence);
         self.sequencer.advance(1);
         self.pipeline.wait.signal_all_when_blocking();
@@ -251,7 +251,10 @@ impl<E, W: WaitStrategy> Producer<E, W> {
         for sequence in first..=last {
             // SAFETY: invariant 1 — as in `write_and_publish_one`, for every
             // sequence of the claimed batch.
-            fill(unsafe { self.ring.claimed_mut(sequence) }, sequence);
+            unsafe {
+                self.ring
+                    .write_claimed(sequence, |event| fill(event, sequence))
+            };
         }
         self.ring.publish_range(first, last);
         self.sequencer.advance(count);

@@ -22,9 +22,8 @@
 //!    strictly upstream or downstream of it.
 //! 4. `RingBuffer<E>` is `Sync` only when `E: Send + Sync`.
 
-use std::cell::UnsafeCell;
-
 use crate::error::BuildError;
+use crate::loom::cell::UnsafeCell;
 use crate::loom::sync::atomic::{fence, AtomicI64, Ordering};
 use crate::sequence::INITIAL_SEQUENCE;
 
@@ -129,22 +128,27 @@ impl<E> RingBuffer<E> {
         }
     }
 
-    /// The event in the slot of `sequence`, for writing by the producer.
+    /// Lets the producer write the event in the slot of `sequence`.
     ///
     /// # Safety
     ///
     /// Invariant 1: the caller has claimed `sequence`, not yet published it,
     /// and every gating sequence is `>= sequence - size`.
     #[inline]
-    #[allow(clippy::mut_from_ref)]
-    pub(crate) unsafe fn claimed_mut(&self, sequence: i64) -> &mut E {
-        // SAFETY: by the caller's contract no handler reads this slot (all have
-        // passed `sequence - size`, none may reach `sequence` before the stamp)
-        // and no other producer claimed it.
-        unsafe { &mut *self.slot(sequence).event.get() }
+    pub(crate) unsafe fn write_claimed<R>(
+        &self,
+        sequence: i64,
+        write: impl FnOnce(&mut E) -> R,
+    ) -> R {
+        self.slot(sequence).event.with_mut(|event| {
+            // SAFETY: by the caller's contract no handler reads this slot (all
+            // have passed `sequence - size`, none may reach `sequence` before
+            // the stamp) and no other producer claimed it.
+            write(unsafe { &mut *event })
+        })
     }
 
-    /// The published event `sequence`, for a handler to read.
+    /// Lets a handler read the published event `sequence`.
     ///
     /// # Safety
     ///
@@ -152,29 +156,37 @@ impl<E> RingBuffer<E> {
     /// caller depends on, and the caller has not yet released it by storing
     /// its own sequence `>= sequence`.
     #[inline]
-    pub(crate) unsafe fn published(&self, sequence: i64) -> &E {
-        // SAFETY: per the caller's contract the producer cannot rewrite the slot
-        // (the caller gates it) and no mutable stage holds it now.
-        unsafe { &*self.slot(sequence).event.get() }
+    pub(crate) unsafe fn read_published<R>(&self, sequence: i64, read: impl FnOnce(&E) -> R) -> R {
+        self.slot(sequence).event.with(|event| {
+            // SAFETY: per the caller's contract the producer cannot rewrite the
+            // slot (the caller gates it) and no mutable stage holds it now.
+            read(unsafe { &*event })
+        })
     }
 
-    /// The published event `sequence`, for a mutable handler to modify.
+    /// Lets a mutable handler modify the published event `sequence`.
     ///
     /// # Safety
     ///
-    /// Invariants 2 and 3: as [`RingBuffer::published`], and the caller is a
-    /// mutable handler alone in its stage, with every other handler strictly
-    /// upstream (already past `sequence`) or downstream (gated on the caller).
+    /// Invariants 2 and 3: as [`RingBuffer::read_published`], and the caller
+    /// is a mutable handler alone in its stage, with every other handler
+    /// strictly upstream (already past `sequence`) or downstream (gated on
+    /// the caller).
     #[inline]
-    #[allow(clippy::mut_from_ref)]
-    pub(crate) unsafe fn published_mut(&self, sequence: i64) -> &mut E {
-        // SAFETY: per the caller's contract no other reference to this event
-        // exists while the caller holds it.
-        unsafe { &mut *self.slot(sequence).event.get() }
+    pub(crate) unsafe fn modify_published<R>(
+        &self,
+        sequence: i64,
+        modify: impl FnOnce(&mut E) -> R,
+    ) -> R {
+        self.slot(sequence).event.with_mut(|event| {
+            // SAFETY: per the caller's contract no other reference to this
+            // event exists while the caller holds it.
+            modify(unsafe { &mut *event })
+        })
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 
@@ -200,7 +212,8 @@ mod tests {
         let ring = ring(8);
         for sequence in 0..8 {
             // SAFETY: single-threaded test; nothing else touches the ring.
-            assert_eq!(unsafe { *ring.published(sequence) }, sequence as u64 + 1);
+            let event = unsafe { ring.read_published(sequence, |e| *e) };
+            assert_eq!(event, sequence as u64 + 1);
         }
     }
 
@@ -210,12 +223,13 @@ mod tests {
         assert!(!ring.is_published(0));
         for sequence in 0..10 {
             // SAFETY: single-threaded test, the slot is claimed and unpublished.
-            unsafe { *ring.claimed_mut(sequence) = sequence as u64 * 10 };
+            unsafe { ring.write_claimed(sequence, |e| *e = sequence as u64 * 10) };
             ring.publish(sequence);
             assert!(ring.is_published(sequence));
             assert!(!ring.is_published(sequence + 1));
             // SAFETY: single-threaded test, `sequence` was just published.
-            assert_eq!(unsafe { *ring.published(sequence) }, sequence as u64 * 10);
+            let event = unsafe { ring.read_published(sequence, |e| *e) };
+            assert_eq!(event, sequence as u64 * 10);
         }
         // Old laps are no longer "published" once overwritten.
         assert!(!ring.is_published(5));
@@ -239,9 +253,9 @@ mod tests {
         let ring = ring(2);
         ring.publish(0);
         // SAFETY: single-threaded test acting as the only mutable stage.
-        unsafe { *ring.published_mut(0) += 100 };
-        // SAFETY: single-threaded test, the mutable reference is gone.
-        assert_eq!(unsafe { *ring.published(0) }, 101);
+        unsafe { ring.modify_published(0, |e| *e += 100) };
+        // SAFETY: single-threaded test, the mutable access is over.
+        assert_eq!(unsafe { ring.read_published(0, |e| *e) }, 101);
     }
 
     #[test]
@@ -263,7 +277,7 @@ mod tests {
                     }
                     for sequence in next..=available {
                         // SAFETY: published (stamp seen) and not yet released.
-                        let event = unsafe { *ring.published(sequence) };
+                        let event = unsafe { ring.read_published(sequence, |e| *e) };
                         assert_eq!(event, (sequence, sequence * 3));
                     }
                     consumed.set(available);
@@ -276,7 +290,7 @@ mod tests {
                 std::thread::yield_now();
             }
             // SAFETY: claimed, unpublished, and the reader has passed `sequence - size`.
-            unsafe { *ring.claimed_mut(sequence) = (sequence, sequence * 3) };
+            unsafe { ring.write_claimed(sequence, |e| *e = (sequence, sequence * 3)) };
             ring.publish(sequence);
         }
         reader.join().expect("reader saw every event intact");

@@ -78,7 +78,7 @@ pub(crate) fn min_sequence<S: AsRef<Sequence>>(sequences: &[S], default: i64) ->
     minimum
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use std::sync::Arc;

@@ -13,13 +13,15 @@
 //! A wait with a timeout returns `None` when it expires; the handler's
 //! `on_timeout` then runs and the wait starts again.
 
-use std::sync::{Condvar, Mutex, PoisonError};
+use std::sync::PoisonError;
 use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
 
 use crate::loom::hint::spin_loop;
 use crate::loom::sync::atomic::{fence, AtomicUsize, Ordering};
+use crate::loom::sync::{Condvar, Mutex};
+use crate::loom::thread;
 
 /// How a thread waits for a condition that another thread will make true.
 ///
@@ -40,6 +42,10 @@ pub trait WaitStrategy: Send + Sync + 'static {
     #[inline]
     fn signal_all_when_blocking(&self) {}
 }
+
+/// How many times a strategy polls before it yields or sleeps. Under loom
+/// every poll is a scheduling point, so the models keep this to one.
+const SPINS: u32 = if cfg!(loom) { 1 } else { 100 };
 
 /// A deadline that costs nothing when there is no timeout.
 struct Deadline(Option<Instant>);
@@ -106,7 +112,7 @@ impl Yielding {
     /// Spins 100 times before the first yield.
     pub const fn new() -> Self {
         Self {
-            spins_before_yield: 100,
+            spins_before_yield: SPINS,
         }
     }
 }
@@ -134,7 +140,7 @@ impl WaitStrategy for Yielding {
                 spins += 1;
                 spin_loop();
             } else {
-                std::thread::yield_now();
+                thread::yield_now();
                 if deadline.passed() {
                     return None;
                 }
@@ -163,8 +169,8 @@ impl Sleeping {
     /// As [`Sleeping::new`], with another cap on one sleep.
     pub const fn with_max_sleep(max_sleep: Duration) -> Self {
         Self {
-            spins: 100,
-            yields: 100,
+            spins: SPINS,
+            yields: SPINS,
             max_sleep,
         }
     }
@@ -192,9 +198,9 @@ impl WaitStrategy for Sleeping {
             if polls < self.spins {
                 spin_loop();
             } else if polls < self.spins + self.yields {
-                std::thread::yield_now();
+                thread::yield_now();
             } else {
-                std::thread::sleep(sleep);
+                thread::sleep(sleep);
                 sleep = (sleep * 2).min(self.max_sleep);
             }
             polls = polls.saturating_add(1);
@@ -234,7 +240,7 @@ impl WaitStrategy for Blocking {
         mut ready: impl FnMut() -> Option<T>,
     ) -> Option<T> {
         // A short spin first: an event already on its way costs no syscall.
-        for _ in 0..64 {
+        for _ in 0..SPINS {
             if let Some(value) = ready() {
                 return Some(value);
             }
@@ -287,7 +293,7 @@ impl WaitStrategy for Blocking {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use std::sync::atomic::AtomicBool;

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::PublishError;
 use crate::loom::hint::spin_loop;
+use crate::loom::thread;
 use crate::pipeline::PipelineState;
 
 /// How a producer waits while the ring is full.
@@ -50,8 +51,9 @@ pub(crate) struct Backoff {
 }
 
 impl Backoff {
-    const SPINS: u32 = 128;
-    const YIELDS: u32 = 128;
+    // Under loom every poll is a scheduling point: keep the models small.
+    const SPINS: u32 = if cfg!(loom) { 1 } else { 128 };
+    const YIELDS: u32 = if cfg!(loom) { 1 } else { 128 };
 
     pub(crate) fn new(policy: FullRingWait) -> Self {
         Self {
@@ -67,12 +69,10 @@ impl Backoff {
         match self.policy {
             FullRingWait::Spin => spin_loop(),
             _ if polls < Self::SPINS => spin_loop(),
-            FullRingWait::Yield => std::thread::yield_now(),
-            FullRingWait::Park { .. } if polls < Self::SPINS + Self::YIELDS => {
-                std::thread::yield_now()
-            }
+            FullRingWait::Yield => thread::yield_now(),
+            FullRingWait::Park { .. } if polls < Self::SPINS + Self::YIELDS => thread::yield_now(),
             FullRingWait::Park { max_sleep } => {
-                std::thread::sleep(self.sleep.min(max_sleep));
+                thread::sleep(self.sleep.min(max_sleep));
                 self.sleep = (self.sleep * 2).min(max_sleep);
             }
         }

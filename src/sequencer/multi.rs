@@ -100,7 +100,7 @@ impl MultiProducerSequencer {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 

@@ -79,7 +79,7 @@ impl SingleProducerSequencer {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 
