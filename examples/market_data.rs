@@ -37,35 +37,58 @@
 //!    column measures from when each tick was *due*, so a stalled producer
 //!    cannot hide delay (coordinated omission).
 //!
+//! **Feeds** (`--feeds N`): by default one feed publishes on the main thread
+//! through the single-producer sequencer. With `--feeds 2` or more the same
+//! graph is built with `build_multi_producer`, and N feed threads, like N
+//! exchange gateways feeding one engine, publish into it through clones of
+//! the `MultiProducer` handle. Feed k owns the instruments whose id is k
+//! modulo N and draws from its own seed; every tick carries its feed's id and
+//! its feed's sequence number. In the throughput phase the feeds start
+//! together (a `std::sync::Barrier`) and publish flat out; in the latency
+//! phase each paces itself at `--rate / N` on a shared, interleaved schedule,
+//! so the total is `--rate`. The feeds' ticks interleave in the ring in an
+//! order no run repeats; each feed's own order is kept.
+//!
 //! **Verification**: every phase is replayed serially afterwards, through the
-//! same stage code, from the same seed. The example exits with status 1
+//! same stage code, from the same seed(s). The example exits with status 1
 //! unless every stage handled every event exactly once and in order, and the
 //! strategy's checksums of what it read (decode's writes, book's and risk's
 //! annotations) and every stage's counters equal the replay's; with status 2
-//! when tickring refuses the configuration (`--ring-size 1000`, say).
+//! when tickring refuses the configuration (`--ring-size 1000`, say). With
+//! several feeds the replay runs feed after feed, and the checks are per
+//! feed: its ticks reached the strategy in its own order with none missing
+//! or repeated, and their count and checksums equal its replay's. The book
+//! and risk keep state per instrument only and an instrument belongs to one
+//! feed, so what they compute does not depend on how the feeds interleave:
+//! their annotations are checked per feed and their counters as totals,
+//! exactly, not as looser order-independent aggregates.
 //!
-//! **Threads**: with at least 5 cores the producer and the 4 handlers are each
-//! pinned to a core of their own and handlers busy-spin; with fewer, nothing
-//! is pinned and handlers yield (never busy-spin more threads than cores).
+//! **Threads**: with at least N + 4 cores the feeds and the 4 handlers are
+//! each pinned to a core of their own and handlers busy-spin; with fewer,
+//! nothing is pinned and handlers yield (never busy-spin more threads than
+//! cores).
 //!
 //! ```text
-//! cargo run --release --example market_data               # both phases: about 3-5 s on 2 idle cores
-//! cargo run --release --example market_data -- --quick    # ~1 s smoke run (CI)
-//! cargo run --release --example market_data -- --help     # every flag
+//! cargo run --release --example market_data                         # both phases: about 3-5 s on 2 idle cores
+//! cargo run --release --example market_data -- --quick              # ~1 s smoke run (CI)
+//! cargo run --release --example market_data -- --feeds 2            # two feed threads, multi-producer
+//! cargo run --release --example market_data -- --feeds 2 --quick    # ~1-2 s smoke run of the same
+//! cargo run --release --example market_data -- --help               # every flag
 //! ```
 
 use std::fmt::Write as _;
 use std::hint::spin_loop;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Barrier, OnceLock};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use tickring::{
-    available_cores, build_single_producer, pin_current_thread, Blocking, BuildError, Builder,
-    BusySpin, EventHandler, MutEventHandler, Producer, PublishError, ShutdownReport, Sleeping,
-    WaitStrategy, Yielding,
+    available_cores, build_multi_producer, build_single_producer, pin_current_thread, Blocking,
+    BuildError, Builder, BusySpin, EventHandler, MultiProducer, MutEventHandler, Producer,
+    PublishError, ShutdownReport, Sleeping, WaitStrategy, Yielding,
 };
 
 // ---------------------------------------------------------------------------
@@ -81,8 +104,11 @@ const NOTIONAL_LIMIT: f64 = 50_000_000.0;
 /// The highest latency the histogram tells apart: 10 s (slower ones saturate).
 const LATENCY_CEILING_NS: u64 = 10_000_000_000;
 
-/// Threads the pipeline runs: the producer and four handlers.
-const THREADS: usize = 5;
+/// Handler threads the pipeline runs; each feed is one more thread.
+const HANDLERS: usize = 4;
+/// The most `--feeds`: each feed owns at least one of the hot instruments.
+const MAX_FEEDS: usize = 16;
+const _: () = assert!(MAX_FEEDS <= HOT_INSTRUMENTS as usize && MAX_FEEDS <= u8::MAX as usize);
 const DECODE: &str = "decode";
 const BOOK: &str = "book";
 const RISK: &str = "risk";
@@ -97,6 +123,8 @@ const QUICK_LATENCY_EVENTS: u64 = 50_000;
 
 const THROUGHPUT_SEED: u64 = 0x9E37_79B9_7F4A_7C15;
 const LATENCY_SEED: u64 = 0xD1B5_4A32_D192_ED03;
+/// The latency phase's first tick is due this long after publishing starts.
+const FIRST_DUE_LEAD_NS: u64 = 1_000_000;
 
 // ---------------------------------------------------------------------------
 // The event
@@ -104,8 +132,9 @@ const LATENCY_SEED: u64 = 0xD1B5_4A32_D192_ED03;
 /// One market-data message: a 64-byte slot of the ring.
 ///
 /// Written in three steps, each by one owner at a time: the producer writes
-/// the wire fields, decode (`&mut`, alone in its stage) the decoded ones, and
-/// book and risk one atomic annotation each, for the strategy.
+/// the wire fields (and `feed`), decode (`&mut`, alone in its stage) the
+/// decoded ones, and book and risk one atomic annotation each, for the
+/// strategy.
 #[repr(C)]
 #[derive(Debug, Default)]
 struct Tick {
@@ -118,7 +147,8 @@ struct Tick {
     /// When the producer published it, in ns since the base `Instant`
     /// (stamped in the latency phase only).
     publish_ns: u64,
-    /// The feed's own sequence number: the strategy checks order and gaps.
+    /// The feed's own sequence number (per feed, from 0): the strategy checks
+    /// order and gaps.
     feed_sequence: u64,
     /// Lots (0: corrupt).
     raw_size: u32,
@@ -134,6 +164,11 @@ struct Tick {
     spread_ticks: AtomicU32,
     /// Written by risk: a `RiskVerdict`.
     risk: AtomicU8,
+    /// A wire field, written by the producer: which feed published the tick
+    /// (0 with one feed). It takes a byte of what was padding at the end of
+    /// the line; next to the other wire fields, `repr(C)` would make the
+    /// event 72 bytes.
+    feed: u8,
 }
 
 // One cache line of event. tickring puts an 8-byte publication stamp in front
@@ -204,19 +239,41 @@ impl XorShift64 {
 }
 
 /// Quotes and trades around a random-walking mid price per instrument.
+///
+/// Feed `id` of `feeds` publishes only the instruments whose id is `id`
+/// modulo `feeds` (all of them with one feed), so no instrument's quotes
+/// come from two feeds.
 struct Feed {
     random: XorShift64,
     mid_ticks: Vec<u64>,
     next_feed_sequence: u64,
+    id: u8,
+    feeds: u64,
+    /// How many instruments, and how many of the hot ones, this feed owns.
+    owned: u64,
+    owned_hot: u64,
 }
 
 impl Feed {
-    fn new(seed: u64, reference: &[Instrument]) -> Self {
+    /// Feed `id` of `feeds`, its draws seeded from the phase's `seed`.
+    fn new(seed: u64, reference: &[Instrument], id: usize, feeds: usize) -> Self {
+        assert!(id < feeds && feeds <= MAX_FEEDS, "feed {id} of {feeds}");
+        let owned_of = |count: u64| (count + (feeds - 1 - id) as u64) / feeds as u64;
         Self {
-            random: XorShift64(seed | 1),
+            random: XorShift64(feed_seed(seed, id) | 1),
             mid_ticks: reference.iter().map(|i| i.first_mid_ticks).collect(),
             next_feed_sequence: 0,
+            id: id as u8,
+            feeds: feeds as u64,
+            owned: owned_of(INSTRUMENTS as u64),
+            owned_hot: owned_of(HOT_INSTRUMENTS),
         }
+    }
+
+    /// The ticks of a phase of `events` ticks that this feed publishes: those
+    /// whose index across all feeds is `id`, `id + feeds`, `id + 2 × feeds`...
+    fn share(&self, events: u64) -> std::iter::StepBy<std::ops::Range<u64>> {
+        (u64::from(self.id)..events).step_by(self.feeds as usize)
     }
 
     /// Writes every wire field of the next message into `tick` (a reused
@@ -225,11 +282,16 @@ impl Feed {
     fn write_next(&mut self, tick: &mut Tick, exchange_ns: u64) {
         // One draw per message; its bits pick everything.
         let bits = self.random.next();
-        let instrument = if bits & 1 == 0 {
-            (bits >> 1) % HOT_INSTRUMENTS
-        } else {
-            (bits >> 1) % INSTRUMENTS as u64
-        } as usize;
+        // The n-th instrument this feed owns (with one feed: instrument n).
+        // One feed divides by constants, which compile to multiplications,
+        // so the single-producer path pays no division per tick.
+        let nth_owned = match (self.feeds, bits & 1 == 0) {
+            (1, true) => (bits >> 1) % HOT_INSTRUMENTS,
+            (1, false) => (bits >> 1) % INSTRUMENTS as u64,
+            (_, true) => (bits >> 1) % self.owned_hot,
+            (_, false) => (bits >> 1) % self.owned,
+        };
+        let instrument = (nth_owned * self.feeds + u64::from(self.id)) as usize;
         let mid = &mut self.mid_ticks[instrument];
         match (bits >> 20) & 7 {
             0 if *mid > 100 => *mid -= 1,
@@ -260,8 +322,14 @@ impl Feed {
         tick.exchange_ns = exchange_ns;
         tick.publish_ns = 0;
         tick.feed_sequence = self.next_feed_sequence;
+        tick.feed = self.id;
         self.next_feed_sequence += 1;
     }
+}
+
+/// Feed `id`'s seed within a phase; feed 0 draws from the phase's own seed.
+fn feed_seed(phase_seed: u64, id: usize) -> u64 {
+    phase_seed ^ (id as u64).wrapping_mul(0xA076_1D64_78BD_642F)
 }
 
 // ---------------------------------------------------------------------------
@@ -281,11 +349,21 @@ struct Outcome {
     risk_breaches: u64,
     /// strategy: tight spread and risk within limits.
     signals: u64,
-    /// strategy: ticks out of feed order, or not at their ring sequence.
+    /// strategy: ticks out of their feed's order, or not at the next ring
+    /// sequence.
     out_of_order: u64,
-    /// strategy: a checksum of the decoded fields as it read them.
+    /// strategy: what it read from each feed's ticks (`MAX_FEEDS` entries,
+    /// the unused ones as the strategy started them).
+    feeds: [FeedTally; MAX_FEEDS],
+}
+
+/// What the strategy read from one feed's ticks, in that feed's order.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct FeedTally {
+    ticks: u64,
+    /// A checksum of the decoded fields.
     decoded_checksum: u64,
-    /// strategy: a checksum of book's and risk's annotations as it read them.
+    /// A checksum of book's and risk's annotations.
     annotation_checksum: u64,
 }
 
@@ -297,10 +375,65 @@ impl Outcome {
         self.risk_breaches += part.risk_breaches;
         self.signals += part.signals;
         self.out_of_order += part.out_of_order;
-        self.decoded_checksum = self.decoded_checksum.wrapping_add(part.decoded_checksum);
-        self.annotation_checksum = self
-            .annotation_checksum
-            .wrapping_add(part.annotation_checksum);
+        for (tally, part) in self.feeds.iter_mut().zip(&part.feeds) {
+            tally.ticks += part.ticks;
+            tally.decoded_checksum = tally.decoded_checksum.wrapping_add(part.decoded_checksum);
+            tally.annotation_checksum = tally
+                .annotation_checksum
+                .wrapping_add(part.annotation_checksum);
+        }
+    }
+
+    /// Each way this outcome differs from `expected`, one line each.
+    fn differences(&self, expected: &Outcome) -> Vec<String> {
+        let mut lines = Vec::new();
+        for (name, got, want) in [
+            ("invalid ticks", self.invalid_ticks, expected.invalid_ticks),
+            (
+                "top-of-book updates",
+                self.top_of_book_updates,
+                expected.top_of_book_updates,
+            ),
+            (
+                "locked/crossed",
+                self.locked_or_crossed,
+                expected.locked_or_crossed,
+            ),
+            ("risk breaches", self.risk_breaches, expected.risk_breaches),
+            ("signals", self.signals, expected.signals),
+            ("out of order", self.out_of_order, expected.out_of_order),
+        ] {
+            if got != want {
+                lines.push(format!("{name}: pipeline {got}, replay {want}"));
+            }
+        }
+        for (feed, (got, want)) in self.feeds.iter().zip(&expected.feeds).enumerate() {
+            if got.ticks != want.ticks {
+                lines.push(format!(
+                    "feed {feed} ticks: pipeline {}, replay {}",
+                    got.ticks, want.ticks
+                ));
+            }
+            for (name, got, want) in [
+                (
+                    "decoded checksum",
+                    got.decoded_checksum,
+                    want.decoded_checksum,
+                ),
+                (
+                    "annotation checksum",
+                    got.annotation_checksum,
+                    want.annotation_checksum,
+                ),
+            ] {
+                if got != want {
+                    lines.push(format!(
+                        "feed {feed} {name}: pipeline {got:#018x}, replay {want:#018x}"
+                    ));
+                }
+            }
+        }
+        lines
     }
 }
 
@@ -554,25 +687,44 @@ impl LatencyHistograms {
     }
 }
 
+/// What the strategy keeps per feed: where the feed is, and what it read.
+#[derive(Debug, Clone, Copy)]
+struct FeedState {
+    next_feed_sequence: u64,
+    ticks: u64,
+    decoded: Checksum,
+    annotations: Checksum,
+}
+
+impl FeedState {
+    const START: Self = Self {
+        next_feed_sequence: 0,
+        ticks: 0,
+        decoded: Checksum::EMPTY,
+        annotations: Checksum::EMPTY,
+    };
+}
+
 /// The strategy stage: signals on a tight spread with risk within limits,
 /// and checks what it read.
 struct Strategy {
-    next_feed_sequence: u64,
+    next_sequence: i64,
     out_of_order: u64,
     signals: u64,
-    decoded: Checksum,
-    annotations: Checksum,
+    /// Indexed by `Tick::feed`. The checksums are per feed because feeds
+    /// interleave differently in every run, while each feed's own order, and
+    /// what the stages compute from it, is fixed.
+    feeds: [FeedState; MAX_FEEDS],
     latency: Option<Box<LatencyHistograms>>,
 }
 
 impl Strategy {
     fn new(latency: Option<Box<LatencyHistograms>>) -> Self {
         Self {
-            next_feed_sequence: 0,
+            next_sequence: 0,
             out_of_order: 0,
             signals: 0,
-            decoded: Checksum::EMPTY,
-            annotations: Checksum::EMPTY,
+            feeds: [FeedState::START; MAX_FEEDS],
             latency,
         }
     }
@@ -581,19 +733,27 @@ impl Strategy {
 impl ReadStage for Strategy {
     #[inline]
     fn on_tick(&mut self, tick: &Tick, sequence: i64) {
-        let in_order = tick.feed_sequence == self.next_feed_sequence
-            && u64::try_from(sequence) == Ok(tick.feed_sequence);
-        self.out_of_order += u64::from(!in_order);
-        self.next_feed_sequence = tick.feed_sequence + 1;
+        // Every ring sequence once, in order; and within each feed, every feed
+        // sequence once, in order (with one feed the two are the same).
+        let mut in_order = sequence == self.next_sequence;
+        self.next_sequence = sequence + 1;
 
         // Relaxed: see the stores in `OrderBook` and `RiskBook`.
         let spread = tick.spread_ticks.load(Ordering::Relaxed);
         let risk = tick.risk.load(Ordering::Relaxed);
-        self.decoded.add(tick.price.to_bits());
-        self.decoded
-            .add(tick.notional.to_bits() ^ u64::from(tick.valid));
-        self.annotations
-            .add(u64::from(spread) << 8 | u64::from(risk));
+        if let Some(feed) = self.feeds.get_mut(usize::from(tick.feed)) {
+            in_order &= tick.feed_sequence == feed.next_feed_sequence;
+            feed.next_feed_sequence = tick.feed_sequence + 1;
+            feed.ticks += 1;
+            feed.decoded.add(tick.price.to_bits());
+            feed.decoded
+                .add(tick.notional.to_bits() ^ u64::from(tick.valid));
+            feed.annotations
+                .add(u64::from(spread) << 8 | u64::from(risk));
+        } else {
+            in_order = false;
+        }
+        self.out_of_order += u64::from(!in_order);
 
         let tight = (1..=TIGHT_SPREAD_TICKS).contains(&spread);
         if tick.valid && tight && risk == RiskVerdict::Within as u8 {
@@ -608,8 +768,11 @@ impl ReadStage for Strategy {
         Outcome {
             signals: self.signals,
             out_of_order: self.out_of_order,
-            decoded_checksum: self.decoded.0,
-            annotation_checksum: self.annotations.0,
+            feeds: self.feeds.map(|feed| FeedTally {
+                ticks: feed.ticks,
+                decoded_checksum: feed.decoded.0,
+                annotation_checksum: feed.annotations.0,
+            }),
             ..Outcome::default()
         }
     }
@@ -619,21 +782,31 @@ impl ReadStage for Strategy {
     }
 }
 
-/// Replays `events` ticks of the feed seeded with `seed` through the same
-/// stage code, one stage after the other on this thread.
-fn replay_serially(seed: u64, events: u64, reference: &Arc<[Instrument]>) -> Outcome {
-    let mut feed = Feed::new(seed, reference);
+/// Replays a phase of `events` ticks from `feeds` feeds seeded from `seed`
+/// through the same stage code, one stage after the other on this thread,
+/// and one feed after the other: each feed's share, in its own order.
+///
+/// The pipeline interleaves the feeds some other way, but that changes
+/// nothing the checks compare. The book and risk keep state per instrument
+/// and an instrument belongs to one feed, so each tick meets the same state
+/// as here; the counters are sums; the checksums are per feed.
+fn replay_serially(seed: u64, events: u64, feeds: usize, reference: &Arc<[Instrument]>) -> Outcome {
     let mut decoder = Decoder::new(Arc::clone(reference));
     let mut book = OrderBook::new();
     let mut risk = RiskBook::new(Arc::clone(reference));
     let mut strategy = Strategy::new(None);
     let mut tick = Tick::default();
-    for sequence in 0..events as i64 {
-        feed.write_next(&mut tick, 0);
-        decoder.decode(&mut tick);
-        book.on_tick(&tick, sequence);
-        risk.on_tick(&tick, sequence);
-        strategy.on_tick(&tick, sequence);
+    let mut sequence = 0;
+    for id in 0..feeds {
+        let mut feed = Feed::new(seed, reference, id, feeds);
+        for _ in feed.share(events) {
+            feed.write_next(&mut tick, 0);
+            decoder.decode(&mut tick);
+            book.on_tick(&tick, sequence);
+            risk.on_tick(&tick, sequence);
+            strategy.on_tick(&tick, sequence);
+            sequence += 1;
+        }
     }
     let mut outcome = decoder.outcome();
     for part in [book.outcome(), risk.outcome(), strategy.outcome()] {
@@ -764,9 +937,11 @@ impl Phase {
 }
 
 /// Which core each thread is pinned to; `None`: wherever the OS puts it.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Placement {
-    producer: Option<usize>,
+    /// One entry per feed. With one feed it publishes on the main thread (the
+    /// producer); with more, each feed has a thread of its own.
+    feeds: Vec<Option<usize>>,
     decode: Option<usize>,
     book: Option<usize>,
     risk: Option<usize>,
@@ -774,41 +949,65 @@ struct Placement {
 }
 
 impl Placement {
-    /// A core of its own for each of the 5 threads, or no pinning at all:
-    /// with fewer cores a static split would stack spinning threads.
-    fn plan(cores: &[usize], pin: bool) -> Self {
-        if !pin || cores.len() < THREADS {
-            return Self::default();
+    /// Nothing pinned, for `feeds` feeds.
+    fn unpinned(feeds: usize) -> Self {
+        Self {
+            feeds: vec![None; feeds],
+            decode: None,
+            book: None,
+            risk: None,
+            strategy: None,
+        }
+    }
+
+    /// A core of its own for each feed and each of the 4 handlers, or no
+    /// pinning at all: with fewer cores a static split would stack spinning
+    /// threads.
+    fn plan(cores: &[usize], pin: bool, feeds: usize) -> Self {
+        let threads = feeds + HANDLERS;
+        if !pin || cores.len() < threads {
+            return Self::unpinned(feeds);
         }
         // Linux routes most interrupts to core 0: leave it alone when we can.
-        let usable = if cores.len() > THREADS {
+        let usable = if cores.len() > threads {
             &cores[1..]
         } else {
             cores
         };
+        let handlers = &usable[feeds..];
         Self {
-            producer: Some(usable[0]),
-            decode: Some(usable[1]),
-            book: Some(usable[2]),
-            risk: Some(usable[3]),
-            strategy: Some(usable[4]),
+            feeds: usable[..feeds].iter().copied().map(Some).collect(),
+            decode: Some(handlers[0]),
+            book: Some(handlers[1]),
+            risk: Some(handlers[2]),
+            strategy: Some(handlers[3]),
         }
     }
 
     fn is_pinned(&self) -> bool {
-        self.producer.is_some()
+        self.feeds.first().is_some_and(Option::is_some)
     }
 
     fn describe(&self) -> String {
-        let threads = [
-            ("producer", self.producer),
+        let feed_names: Vec<String> = if self.feeds.len() == 1 {
+            vec!["producer".to_owned()]
+        } else {
+            (0..self.feeds.len())
+                .map(|id| format!("feed {id}"))
+                .collect()
+        };
+        let handlers = [
             (DECODE, self.decode),
             (BOOK, self.book),
             (RISK, self.risk),
             (STRATEGY, self.strategy),
         ];
-        let pinned: Vec<String> = threads
+        let threads = feed_names
             .iter()
+            .map(String::as_str)
+            .zip(self.feeds.iter().copied())
+            .chain(handlers);
+        let pinned: Vec<String> = threads
             .filter_map(|(name, core)| core.map(|core| format!("{name} → core {core}")))
             .collect();
         pinned.join(", ")
@@ -826,21 +1025,36 @@ fn pinned<W: WaitStrategy, K>(
     }
 }
 
-/// How well the producer kept to the schedule of the latency phase.
+/// How well a feed kept to the schedule of the latency phase.
 #[derive(Debug, Default, Clone, Copy)]
 struct Pacing {
+    /// The schedule's interval: between any two ticks, of whichever feeds.
     interval_ns: u64,
     /// Ticks published more than one interval after they were due.
     late: u64,
     max_lateness_ns: u64,
 }
 
+impl Pacing {
+    /// The feeds' pacing together.
+    fn merge(self, other: Pacing) -> Pacing {
+        Pacing {
+            interval_ns: self.interval_ns.max(other.interval_ns),
+            late: self.late + other.late,
+            max_lateness_ns: self.max_lateness_ns.max(other.max_lateness_ns),
+        }
+    }
+}
+
 /// What a phase did, for the report and the checks.
 struct PhaseRun {
     phase: Phase,
+    /// How many feeds published it.
+    feeds: usize,
     /// From the first publish until shutdown returned (every tick handled).
     elapsed: Duration,
-    /// Events each handler had still to handle when the last was published.
+    /// Events each handler had still to handle when the last was published
+    /// (with several feeds: once every feed thread had finished).
     lags_at_last_publish: Vec<(String, u64)>,
     /// Free slots at that moment, and the ring's size.
     free_slots_at_last_publish: (usize, usize),
@@ -858,12 +1072,44 @@ fn nanos_since(base: Instant) -> u64 {
     base.elapsed().as_nanos() as u64
 }
 
+/// The publishing end of a pipeline: its one producer, or the first handle
+/// of a multi-producer pipeline, cloned for each feed.
+// The single producer's cache-padded fields make it the large variant; a
+// `Publisher` is made once per phase and unwrapped at once, so boxing it
+// would only move the feed's producer to the heap for nothing.
+#[allow(clippy::large_enum_variant)]
+enum Publisher<W: WaitStrategy> {
+    Single(Producer<Tick, W>),
+    Multi(MultiProducer<Tick, W>),
+}
+
+/// `publish` on either kind of producer, so one feed loop serves both.
+trait PublishTick {
+    fn publish_tick<F: FnOnce(&mut Tick)>(&mut self, fill: F) -> Result<i64, PublishError>;
+}
+
+impl<W: WaitStrategy> PublishTick for Producer<Tick, W> {
+    #[inline]
+    fn publish_tick<F: FnOnce(&mut Tick)>(&mut self, fill: F) -> Result<i64, PublishError> {
+        self.publish(fill)
+    }
+}
+
+impl<W: WaitStrategy> PublishTick for MultiProducer<Tick, W> {
+    #[inline]
+    fn publish_tick<F: FnOnce(&mut Tick)>(&mut self, fill: F) -> Result<i64, PublishError> {
+        self.publish(fill)
+    }
+}
+
 /// A pipeline built for one phase, and where its stages will report.
 struct Pipeline<W: WaitStrategy> {
-    producer: Producer<Tick, W>,
+    publisher: Publisher<W>,
     reports_home: mpsc::Receiver<StageReport>,
 }
 
+/// Builds the phase's graph with the single-producer sequencer for one feed,
+/// with the multi-producer one for more. The graph is the same either way.
 fn build_pipeline<W: WaitStrategy + Default>(
     phase: Phase,
     settings: &Settings,
@@ -873,13 +1119,38 @@ fn build_pipeline<W: WaitStrategy + Default>(
 ) -> Result<Pipeline<W>, BuildError> {
     let (reports, reports_home) = mpsc::channel();
     let record_latency = matches!(phase, Phase::Latency { .. });
+    let (size, wait) = (settings.ring_size, W::default());
+    let publisher = if settings.feeds == 1 {
+        let builder = build_single_producer(size, Tick::default, wait);
+        let builder = add_stages(builder, placement, reference, reports, record_latency, base);
+        Publisher::Single(builder.build()?)
+    } else {
+        let builder = build_multi_producer(size, Tick::default, wait);
+        let builder = add_stages(builder, placement, reference, reports, record_latency, base);
+        Publisher::Multi(builder.build()?)
+    };
+    Ok(Pipeline {
+        publisher,
+        reports_home,
+    })
+}
 
+/// Adds decode → (book ∥ risk) → strategy to either kind of builder: the DSL
+/// is the same for both, only `build()` differs.
+fn add_stages<W: WaitStrategy, K>(
+    builder: Builder<Tick, W, K>,
+    placement: &Placement,
+    reference: &Arc<[Instrument]>,
+    reports: mpsc::Sender<StageReport>,
+    record_latency: bool,
+    base: Instant,
+) -> Builder<Tick, W, K> {
     // Every handler is made by a factory on its own thread, so its state (and
     // the strategy's histograms) is first touched by the core that uses it.
     let (decode_reference, decode_reports) = (Arc::clone(reference), reports.clone());
     let (risk_reference, risk_reports) = (Arc::clone(reference), reports.clone());
     let book_reports = reports.clone();
-    let builder = build_single_producer(settings.ring_size, Tick::default, W::default())
+    let builder = builder
         .handle_events_mut_with_factory(move || {
             Stage::new(DECODE, Decoder::new(decode_reference), decode_reports)
         })
@@ -900,36 +1171,35 @@ fn build_pipeline<W: WaitStrategy + Default>(
             Stage::new(STRATEGY, Strategy::new(latency), reports)
         })
         .thread_name(STRATEGY);
-    let producer = pinned(builder, placement.strategy).build()?;
-    Ok(Pipeline {
-        producer,
-        reports_home,
-    })
+    pinned(builder, placement.strategy)
 }
 
-/// Publishes the phase's ticks, shuts the pipeline down (draining it) and
-/// gathers what every stage reported.
-fn drive<W: WaitStrategy>(
-    pipeline: Pipeline<W>,
+/// What one feed's publishing did.
+struct FeedRun {
+    publish_error: Option<PublishError>,
+    pacing: Option<Pacing>,
+}
+
+/// Publishes `feed`'s share of the phase through `producer`: flat out, or
+/// on the phase's schedule, whose first tick is due at `first_due_ns`.
+/// `spin`: the feed has a core of its own to spin on until a tick is due.
+fn publish_feed<P: PublishTick>(
+    producer: &mut P,
+    feed: &mut Feed,
     phase: Phase,
-    placement: &Placement,
-    reference: &Arc<[Instrument]>,
+    first_due_ns: u64,
+    spin: bool,
     base: Instant,
-) -> PhaseRun {
-    let Pipeline {
-        mut producer,
-        reports_home,
-    } = pipeline;
-    let mut feed = Feed::new(phase.seed(), reference);
+) -> FeedRun {
     let mut publish_error = None;
     let mut pacing = None;
-    let started = Instant::now();
     match phase {
         Phase::Throughput { events } => {
-            for index in 0..events {
+            for index in feed.share(events) {
                 // A synthetic exchange clock: one message every 100 ns.
                 let exchange_ns = index * 100;
-                if let Err(error) = producer.publish(|tick| feed.write_next(tick, exchange_ns)) {
+                if let Err(error) = producer.publish_tick(|tick| feed.write_next(tick, exchange_ns))
+                {
                     publish_error = Some(error);
                     break;
                 }
@@ -940,14 +1210,14 @@ fn drive<W: WaitStrategy>(
                 interval_ns: 1_000_000_000 / rate,
                 ..Pacing::default()
             };
-            // Start 1 ms from now, then one tick every 1/rate s.
-            let first_due_ns = nanos_since(base) + 1_000_000;
-            for index in 0..events {
+            // One tick every 1/rate s, starting at `first_due_ns`; with N
+            // feeds each takes every N-th of them, so it paces at rate / N.
+            for index in feed.share(events) {
                 let due_ns =
                     first_due_ns + (u128::from(index) * 1_000_000_000 / u128::from(rate)) as u64;
                 let mut now_ns = nanos_since(base);
                 while now_ns < due_ns {
-                    if placement.is_pinned() {
+                    if spin {
                         spin_loop();
                     } else {
                         // No core of its own: let a handler have this one meanwhile.
@@ -958,7 +1228,7 @@ fn drive<W: WaitStrategy>(
                 let lateness_ns = now_ns - due_ns;
                 schedule.late += u64::from(lateness_ns > schedule.interval_ns);
                 schedule.max_lateness_ns = schedule.max_lateness_ns.max(lateness_ns);
-                let published = producer.publish(|tick| {
+                let published = producer.publish_tick(|tick| {
                     feed.write_next(tick, due_ns);
                     // Stamped last: everything before it is the feed's work.
                     tick.publish_ns = nanos_since(base);
@@ -971,13 +1241,154 @@ fn drive<W: WaitStrategy>(
             pacing = Some(schedule);
         }
     }
+    FeedRun {
+        publish_error,
+        pacing,
+    }
+}
+
+/// What publishing a phase did, up to the drained shutdown.
+struct Published {
+    elapsed: Duration,
+    lags_at_last_publish: Vec<(String, u64)>,
+    free_slots_at_last_publish: (usize, usize),
+    publish_error: Option<PublishError>,
+    pacing: Option<Pacing>,
+    shutdown: ShutdownReport,
+}
+
+/// One feed, publishing on this thread through the single producer.
+fn publish_one<W: WaitStrategy>(
+    mut producer: Producer<Tick, W>,
+    phase: Phase,
+    placement: &Placement,
+    reference: &Arc<[Instrument]>,
+    base: Instant,
+) -> Published {
+    let mut feed = Feed::new(phase.seed(), reference, 0, 1);
+    let started = Instant::now();
+    let first_due_ns = nanos_since(base) + FIRST_DUE_LEAD_NS;
+    let spin = placement.is_pinned();
+    let run = publish_feed(&mut producer, &mut feed, phase, first_due_ns, spin, base);
     let lags_at_last_publish = producer
         .handler_lags()
         .map(|(name, lag)| (name.to_owned(), lag))
         .collect();
     let free_slots_at_last_publish = (producer.remaining_capacity(), producer.capacity());
     let shutdown = producer.shutdown();
+    Published {
+        elapsed: started.elapsed(),
+        lags_at_last_publish,
+        free_slots_at_last_publish,
+        publish_error: run.publish_error,
+        pacing: run.pacing,
+        shutdown,
+    }
+}
+
+/// One thread per feed, each publishing through its own clone of the
+/// multi-producer handle; they start together on a barrier.
+fn publish_many<W: WaitStrategy>(
+    producer: MultiProducer<Tick, W>,
+    phase: Phase,
+    placement: &Placement,
+    reference: &Arc<[Instrument]>,
+    base: Instant,
+) -> Published {
+    let feeds = placement.feeds.len();
+    let start = Barrier::new(feeds + 1);
+    // Set by the first feed past the barrier: one schedule for all of them.
+    let first_due_ns = OnceLock::new();
+    let (started, runs) = thread::scope(|scope| {
+        let threads: Vec<_> = placement
+            .feeds
+            .iter()
+            .enumerate()
+            .map(|(id, &core)| {
+                let mut producer = producer.clone();
+                let (start, first_due_ns) = (&start, &first_due_ns);
+                thread::Builder::new()
+                    .name(format!("feed-{id}"))
+                    .spawn_scoped(scope, move || {
+                        if let Some(core) = core {
+                            if !pin_current_thread(core) {
+                                eprintln!(
+                                    "market_data: warning: could not pin feed {id} to core {core}"
+                                );
+                            }
+                        }
+                        // Made on its own thread, as the handlers' state is.
+                        let mut feed = Feed::new(phase.seed(), reference, id, feeds);
+                        start.wait();
+                        let first_due_ns =
+                            *first_due_ns.get_or_init(|| nanos_since(base) + FIRST_DUE_LEAD_NS);
+                        // This clone drops as the thread ends: the caller's
+                        // handle stays the last one.
+                        publish_feed(
+                            &mut producer,
+                            &mut feed,
+                            phase,
+                            first_due_ns,
+                            core.is_some(),
+                            base,
+                        )
+                    })
+                    .expect("the OS starts a feed thread")
+            })
+            .collect();
+        start.wait();
+        let started = Instant::now();
+        let runs: Vec<FeedRun> = threads
+            .into_iter()
+            .map(|thread| {
+                thread
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect();
+        (started, runs)
+    });
+    let lags_at_last_publish = producer
+        .handler_lags()
+        .map(|(name, lag)| (name.to_owned(), lag))
+        .collect();
+    let free_slots_at_last_publish = (producer.remaining_capacity(), producer.capacity());
+    let shutdown = producer
+        .shutdown()
+        .expect("every feed's clone ended with its thread: this handle is the last");
     let elapsed = started.elapsed();
+    let publish_error = runs.iter().find_map(|run| run.publish_error);
+    let pacing = runs
+        .iter()
+        .filter_map(|run| run.pacing)
+        .reduce(Pacing::merge);
+    Published {
+        elapsed,
+        lags_at_last_publish,
+        free_slots_at_last_publish,
+        publish_error,
+        pacing,
+        shutdown,
+    }
+}
+
+/// Publishes the phase's ticks, shuts the pipeline down (draining it) and
+/// gathers what every stage reported.
+fn drive<W: WaitStrategy>(
+    pipeline: Pipeline<W>,
+    phase: Phase,
+    placement: &Placement,
+    reference: &Arc<[Instrument]>,
+    base: Instant,
+) -> PhaseRun {
+    let Pipeline {
+        publisher,
+        reports_home,
+    } = pipeline;
+    let published = match publisher {
+        Publisher::Single(producer) => publish_one(producer, phase, placement, reference, base),
+        Publisher::Multi(producer) => publish_many(producer, phase, placement, reference, base),
+    };
 
     // Every handler's thread has been joined: all reports are in the channel.
     let mut stages = Vec::new();
@@ -996,15 +1407,16 @@ fn drive<W: WaitStrategy>(
     });
     PhaseRun {
         phase,
-        elapsed,
-        lags_at_last_publish,
-        free_slots_at_last_publish,
-        publish_error,
-        shutdown,
+        feeds: placement.feeds.len(),
+        elapsed: published.elapsed,
+        lags_at_last_publish: published.lags_at_last_publish,
+        free_slots_at_last_publish: published.free_slots_at_last_publish,
+        publish_error: published.publish_error,
+        shutdown: published.shutdown,
         stages,
         outcome,
         latency,
-        pacing,
+        pacing: published.pacing,
     }
 }
 
@@ -1038,8 +1450,8 @@ fn verify(run: &PhaseRun, expected: &Outcome) -> Vec<String> {
     }
     if run.outcome != *expected {
         problems.push(format!(
-            "the pipeline's outcome differs from the serial replay's:\n  pipeline: {:?}\n  replay:   {:?}",
-            run.outcome, expected
+            "the pipeline's outcome differs from the serial replay's:\n      {}",
+            run.outcome.differences(expected).join("\n      ")
         ));
     }
     if let Phase::Latency { .. } = run.phase {
@@ -1091,7 +1503,7 @@ fn print_throughput(run: &PhaseRun) {
         seconds
     );
     print_batches_and_lags(run);
-    print_outcome(&run.outcome);
+    print_outcome(run);
 }
 
 fn print_batches_and_lags(run: &PhaseRun) {
@@ -1114,15 +1526,30 @@ fn print_batches_and_lags(run: &PhaseRun) {
         .map(|(name, lag)| format!("{name} {}", grouped(*lag)))
         .collect();
     let (free, capacity) = run.free_slots_at_last_publish;
+    let when = if run.feeds == 1 {
+        "at the last publish"
+    } else {
+        "when the last feed was done"
+    };
     println!(
-        "  lag               {}  (events not yet handled at the last publish; {} of {} slots free)",
+        "  lag               {}  (events not yet handled {when}; {} of {} slots free)",
         lags.join(", "),
         grouped(free as u64),
         grouped(capacity as u64)
     );
 }
 
-fn print_outcome(outcome: &Outcome) {
+fn print_outcome(run: &PhaseRun) {
+    let outcome = &run.outcome;
+    if run.feeds > 1 {
+        let feeds: Vec<String> = (0..run.feeds)
+            .map(|id| format!("feed {id} {}", grouped(outcome.feeds[id].ticks)))
+            .collect();
+        println!(
+            "  per feed          {} ticks  (as the strategy counted them)",
+            feeds.join(", ")
+        );
+    }
     println!(
         "  results           {} invalid ticks | {} top-of-book updates, {} locked/crossed | {} risk breaches | {} signals",
         grouped(outcome.invalid_ticks),
@@ -1144,7 +1571,7 @@ fn print_latency(run: &PhaseRun) {
         );
     }
     print_batches_and_lags(run);
-    print_outcome(&run.outcome);
+    print_outcome(run);
     let Some(latency) = &run.latency else {
         return;
     };
@@ -1225,6 +1652,9 @@ struct Settings {
     /// `None`: chosen from the core count.
     wait: Option<WaitKind>,
     pin: bool,
+    /// Feed threads: 1 publishes through the single-producer sequencer, 2 or
+    /// more through the multi-producer one.
+    feeds: usize,
 }
 
 fn usage() -> String {
@@ -1239,9 +1669,18 @@ usage: cargo run --release --example market_data -- [options]
   --latency-events N    ticks in the paced latency phase (default {latency_events})
   --rate N              ticks per second in the latency phase (default {rate})
   --ring-size N         ring slots, a power of two (default {ring_size})
+  --feeds N             feed threads, 1 to {MAX_FEEDS} (default 1). With 1 the feed publishes
+                        on the main thread through the single-producer sequencer;
+                        with N >= 2, N threads publish through clones of one
+                        multi-producer handle (build_multi_producer), feed k with
+                        the instruments whose id is k modulo N and a seed of its
+                        own, all starting together in phase 1 and each paced at
+                        rate / N in phase 2. The checks are then per feed: its
+                        order, count and checksums against a serial replay of it.
   --wait STRATEGY       busy-spin | yielding | sleeping | blocking
-                        (default: busy-spin with {THREADS}+ cores, else yielding)
-  --no-pin              do not pin threads to cores
+                        (default: busy-spin with N+{HANDLERS} cores for N feeds, else yielding)
+  --no-pin              do not pin threads to cores (pinned: each feed and each of
+                        the {HANDLERS} handlers on a core of its own, when there are enough)
   --quick               a short smoke run ({quick_events} + {quick_latency_events} ticks), as CI runs it
   -h, --help            print this and exit
 
@@ -1278,6 +1717,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, String>
     let mut ring_size = DEFAULT_RING_SIZE;
     let mut wait = None;
     let mut pin = true;
+    let mut feeds = 1;
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         // Accept both `--flag value` and `--flag=value`.
@@ -1298,6 +1738,13 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, String>
             "--events" => events = Some(parse_count(&flag, &value()?)?),
             "--latency-events" => latency_events = Some(parse_count(&flag, &value()?)?),
             "--rate" => rate = parse_count(&flag, &value()?)?,
+            "--feeds" => {
+                let count = parse_count(&flag, &value()?)?;
+                feeds = usize::try_from(count)
+                    .ok()
+                    .filter(|feeds| (1..=MAX_FEEDS).contains(feeds))
+                    .ok_or_else(|| format!("--feeds expects 1 to {MAX_FEEDS}, not {count}"))?;
+            }
             "--ring-size" => {
                 let size = parse_count(&flag, &value()?)?;
                 // Whether it is a usable size is for tickring's `build()` to say.
@@ -1326,6 +1773,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, String>
         ring_size,
         wait,
         pin,
+        feeds,
     };
     if settings.events == 0 || settings.latency_events == 0 {
         return Err("--events and --latency-events must be at least 1".to_owned());
@@ -1370,20 +1818,36 @@ fn run<W: WaitStrategy + Default>(
     ];
     for phase in phases {
         let pipeline = build_pipeline::<W>(phase, settings, placement, reference, base)?;
+        let feeds = settings.feeds;
         println!();
         match phase {
             Phase::Throughput { events } => {
+                let by_feeds = if feeds > 1 {
+                    format!(" by {feeds} feeds in parallel")
+                } else {
+                    String::new()
+                };
                 println!(
-                    "phase 1 — throughput: {} ticks published flat out",
+                    "phase 1 — throughput: {} ticks published flat out{by_feeds}",
                     grouped(events)
                 );
             }
-            Phase::Latency { events, rate } => println!(
-                "phase 2 — latency: {} ticks paced at {} ticks/s (one every {})",
-                grouped(events),
-                grouped(rate),
-                readable_ns(1_000_000_000 / rate)
-            ),
+            Phase::Latency { events, rate } => {
+                let by_feeds = if feeds > 1 {
+                    format!(
+                        " by {feeds} feeds, each at {} ticks/s",
+                        grouped(rate / feeds as u64)
+                    )
+                } else {
+                    String::new()
+                };
+                println!(
+                    "phase 2 — latency: {} ticks paced at {} ticks/s (one every {}){by_feeds}",
+                    grouped(events),
+                    grouped(rate),
+                    readable_ns(1_000_000_000 / rate)
+                );
+            }
         }
         let run = drive(pipeline, phase, placement, reference, base);
         match phase {
@@ -1391,17 +1855,28 @@ fn run<W: WaitStrategy + Default>(
             Phase::Latency { .. } => print_latency(&run),
         }
         let replay_started = Instant::now();
-        let expected = replay_serially(phase.seed(), phase.events(), reference);
+        let expected = replay_serially(phase.seed(), phase.events(), feeds, reference);
         let problems = verify(&run, &expected);
         if !problems.is_empty() {
             return Err(Failure::Verification(problems));
         }
-        println!(
-            "  verified          4 stages × {} ticks, each once and in order; what the strategy read \
-             matches a serial replay ({:.2} s)",
-            grouped(phase.events()),
-            replay_started.elapsed().as_secs_f64()
-        );
+        let replay_seconds = replay_started.elapsed().as_secs_f64();
+        if feeds == 1 {
+            println!(
+                "  verified          4 stages × {} ticks, each once and in order; what the strategy read \
+                 matches a serial replay ({replay_seconds:.2} s)",
+                grouped(phase.events()),
+            );
+        } else {
+            // Which feed's tick comes next in the ring differs from run to run:
+            // the checks are per feed, and exact (see `replay_serially`).
+            println!(
+                "  verified          4 stages × {} ticks, each once; per feed: in its own order, and its \
+                 count and what the strategy read (decode's writes, book's and risk's annotations) \
+                 match a serial replay of that feed; totals match ({replay_seconds:.2} s)",
+                grouped(phase.events()),
+            );
+        }
     }
     Ok(())
 }
@@ -1420,8 +1895,10 @@ fn main() -> ExitCode {
     };
 
     let cores = available_cores();
-    let placement = Placement::plan(&cores, settings.pin);
-    let enough_cores = cores.len() >= THREADS;
+    let feeds = settings.feeds;
+    let placement = Placement::plan(&cores, settings.pin, feeds);
+    let threads = feeds + HANDLERS;
+    let enough_cores = cores.len() >= threads;
     let wait = settings.wait.unwrap_or(if enough_cores {
         WaitKind::BusySpin
     } else {
@@ -1429,8 +1906,13 @@ fn main() -> ExitCode {
     });
     let why_wait = match (settings.wait, enough_cores) {
         (Some(_), _) => "from --wait".to_owned(),
-        (None, true) => format!("default with {THREADS}+ cores: one per thread"),
-        (None, false) => format!("default with fewer than {THREADS} cores"),
+        (None, true) => format!("default with {threads}+ cores: one per thread"),
+        (None, false) => format!("default with fewer than {threads} cores"),
+    };
+    let thread_list = if feeds == 1 {
+        "producer + 4 handlers".to_owned()
+    } else {
+        format!("{feeds} feeds + {HANDLERS} handlers")
     };
 
     println!("tickring market_data: {INSTRUMENTS} instruments, decode → (book ∥ risk) → strategy");
@@ -1440,6 +1922,12 @@ fn main() -> ExitCode {
         std::mem::align_of::<Tick>(),
         grouped(settings.ring_size as u64)
     );
+    if feeds > 1 {
+        println!(
+            "  feeds             {feeds} threads through the multi-producer sequencer; feed k \
+             publishes the instruments with id % {feeds} == k"
+        );
+    }
     println!(
         "  machine           {} cores available {:?}",
         cores.len(),
@@ -1452,19 +1940,20 @@ fn main() -> ExitCode {
         println!("  pinning           none (--no-pin)");
     } else {
         println!(
-            "  pinning           none: {THREADS} threads (producer + 4 handlers) on {} cores; \
+            "  pinning           none: {threads} threads ({thread_list}) on {} cores; \
              the OS places them",
             cores.len()
         );
     }
     if wait == WaitKind::BusySpin && !enough_cores {
         eprintln!(
-            "market_data: warning: busy-spin with {THREADS} threads on {} cores: spinning \
+            "market_data: warning: busy-spin with {threads} threads on {} cores: spinning \
              threads will take the CPU from the ones with work; expect poor numbers",
             cores.len()
         );
     }
-    if let Some(core) = placement.producer {
+    // One feed publishes on this thread; more feeds pin their own threads.
+    if let (1, Some(core)) = (feeds, placement.feeds[0]) {
         if !pin_current_thread(core) {
             eprintln!("market_data: warning: could not pin the producer to core {core}");
         }
@@ -1516,10 +2005,14 @@ mod tests {
         assert_eq!(quick.wait, Some(WaitKind::Blocking));
         // A bad ring size is tickring's to refuse, at build().
         assert_eq!(settings(&["--ring-size", "1000"]).unwrap().ring_size, 1000);
+        assert_eq!(defaults.feeds, 1);
+        assert_eq!(settings(&["--feeds=2", "--quick"]).unwrap().feeds, 2);
         for bad in [
             &["--wait", "fast"][..],
             &["--events"],
             &["--rate", "0"],
+            &["--feeds", "0"],
+            &["--feeds", "17"],
             &["--frobnicate"],
         ] {
             assert!(settings(bad).is_err(), "{bad:?}");
@@ -1529,12 +2022,32 @@ mod tests {
 
     #[test]
     fn threads_are_pinned_only_when_each_gets_a_core() {
-        assert!(!Placement::plan(&[0, 1], true).is_pinned());
-        let five = Placement::plan(&[0, 1, 2, 3, 4], true);
-        assert_eq!((five.producer, five.strategy), (Some(0), Some(4)));
-        let eight = Placement::plan(&[0, 1, 2, 3, 4, 5, 6, 7], true);
-        assert_eq!((eight.producer, eight.strategy), (Some(1), Some(5)));
-        assert!(!Placement::plan(&[0, 1, 2, 3, 4, 5], false).is_pinned());
+        assert!(!Placement::plan(&[0, 1], true, 1).is_pinned());
+        let five = Placement::plan(&[0, 1, 2, 3, 4], true, 1);
+        assert_eq!((five.feeds[0], five.strategy), (Some(0), Some(4)));
+        let eight = Placement::plan(&[0, 1, 2, 3, 4, 5, 6, 7], true, 1);
+        assert_eq!((eight.feeds[0], eight.strategy), (Some(1), Some(5)));
+        assert!(!Placement::plan(&[0, 1, 2, 3, 4, 5], false, 1).is_pinned());
+        // Two feeds need six cores; with seven, core 0 is left alone.
+        assert_eq!(
+            Placement::plan(&[0, 1, 2, 3, 4], true, 2),
+            Placement::unpinned(2)
+        );
+        let six = Placement::plan(&[0, 1, 2, 3, 4, 5], true, 2);
+        assert_eq!(
+            (six.feeds.clone(), six.decode),
+            (vec![Some(0), Some(1)], Some(2))
+        );
+        let seven = Placement::plan(&[0, 1, 2, 3, 4, 5, 6], true, 2);
+        assert_eq!(
+            (seven.feeds.clone(), seven.strategy),
+            (vec![Some(1), Some(2)], Some(6))
+        );
+        assert_eq!(
+            seven.describe(),
+            "feed 0 → core 1, feed 1 → core 2, decode → core 3, book → core 4, \
+             risk → core 5, strategy → core 6"
+        );
     }
 
     #[test]
@@ -1546,11 +2059,11 @@ mod tests {
             ..settings(&[]).unwrap()
         };
         let base = Instant::now();
+        let placement = Placement::unpinned(1);
         let pipeline =
-            build_pipeline::<Yielding>(phase, &settings, &Placement::default(), &reference, base)
-                .unwrap();
-        let run = drive(pipeline, phase, &Placement::default(), &reference, base);
-        let expected = replay_serially(phase.seed(), phase.events(), &reference);
+            build_pipeline::<Yielding>(phase, &settings, &placement, &reference, base).unwrap();
+        let run = drive(pipeline, phase, &placement, &reference, base);
+        let expected = replay_serially(phase.seed(), phase.events(), 1, &reference);
         assert_eq!(verify(&run, &expected), Vec::<String>::new());
         // The feed exercises every path the checks rely on.
         assert!(expected.invalid_ticks > 0 && expected.locked_or_crossed > 0);
@@ -1561,6 +2074,71 @@ mod tests {
             ..expected
         };
         assert_eq!(verify(&run, &wrong).len(), 1);
+    }
+
+    #[test]
+    fn several_feeds_match_their_serial_replays() {
+        let reference = reference_data();
+        let settings = Settings {
+            ring_size: 256,
+            ..settings(&["--feeds", "3"]).unwrap()
+        };
+        let placement = Placement::unpinned(3);
+        let base = Instant::now();
+        for phase in [
+            Phase::Throughput { events: 30_001 },
+            Phase::Latency {
+                events: 3_001,
+                rate: 1_000_000,
+            },
+        ] {
+            let pipeline =
+                build_pipeline::<Yielding>(phase, &settings, &placement, &reference, base).unwrap();
+            let run = drive(pipeline, phase, &placement, &reference, base);
+            let expected = replay_serially(phase.seed(), phase.events(), 3, &reference);
+            assert_eq!(verify(&run, &expected), Vec::<String>::new());
+            // Each feed published its share, and only its own instruments.
+            let shares: Vec<u64> = expected.feeds[..3].iter().map(|feed| feed.ticks).collect();
+            let events = phase.events();
+            assert_eq!(shares, [events / 3 + 1, events / 3, events / 3]);
+        }
+        // Feed 0 of one is the single-producer feed; the per-feed checks can fail.
+        let phase = Phase::Throughput { events: 30_001 };
+        let mut expected = replay_serially(phase.seed(), phase.events(), 3, &reference);
+        let one = replay_serially(phase.seed(), phase.events(), 1, &reference);
+        assert_ne!(one.feeds[0], expected.feeds[0]);
+        expected.feeds[1].annotation_checksum ^= 1;
+        let pipeline =
+            build_pipeline::<Yielding>(phase, &settings, &placement, &reference, base).unwrap();
+        let run = drive(pipeline, phase, &placement, &reference, base);
+        let problems = verify(&run, &expected);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].contains("feed 1 annotation checksum"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn each_feed_owns_its_instruments() {
+        let reference = reference_data();
+        for feeds in [1, 2, 3, MAX_FEEDS] {
+            for id in 0..feeds {
+                let mut feed = Feed::new(THROUGHPUT_SEED, &reference, id, feeds);
+                let mut tick = Tick::default();
+                let mut hot = 0;
+                for _ in 0..20_000 {
+                    feed.write_next(&mut tick, 0);
+                    let instrument = usize::from(tick.instrument);
+                    assert_eq!(usize::from(tick.feed), id);
+                    if instrument < INSTRUMENTS {
+                        assert_eq!(instrument % feeds, id, "feed {id} of {feeds}");
+                        hot += u32::from(instrument < HOT_INSTRUMENTS as usize);
+                    }
+                }
+                assert!(hot > 9_000, "feed {id} of {feeds}: {hot} hot ticks");
+            }
+        }
     }
 
     #[test]

@@ -49,6 +49,11 @@ pub enum BuildError {
         /// The handler's name.
         handler: String,
     },
+    /// A thread name contains a NUL byte, which the OS cannot take.
+    InvalidThreadName {
+        /// The name given.
+        name: String,
+    },
     /// Two handlers were given the same thread name.
     DuplicateThreadName {
         /// The repeated name.
@@ -128,6 +133,11 @@ impl fmt::Display for BuildError {
             Self::InvalidMaxBatchSize { handler } => write!(
                 f,
                 "max_batch_size(0) for handler '{handler}': use at least 1"
+            ),
+            Self::InvalidThreadName { name } => write!(
+                f,
+                "thread name {name:?} contains a NUL byte, which the OS cannot take: \
+                 choose a name without it"
             ),
             Self::DuplicateThreadName { name } => write!(
                 f,

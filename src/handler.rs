@@ -36,8 +36,11 @@ pub trait EventHandler<E> {
     fn on_event(&mut self, event: &E, sequence: i64, end_of_batch: bool);
 
     /// Called before each batch: `batch_size` events follow; `queue_depth`
-    /// events were known to be available (at least `batch_size`; more when
-    /// the batch was cut by `max_batch_size`).
+    /// events were known to be available (at least `batch_size`). A later
+    /// stage learns its whole backlog from its upstream sequences, so its
+    /// `queue_depth` exceeds `batch_size` when `max_batch_size` cut the
+    /// batch; a first-stage handler reads stamps no further than
+    /// `max_batch_size`, so there the two are equal.
     #[inline]
     fn on_batch_start(&mut self, batch_size: i64, queue_depth: i64) {
         let _ = (batch_size, queue_depth);

@@ -81,6 +81,7 @@ impl<E, W: WaitStrategy> MultiProducer<E, W> {
     /// [`PublishError::Halted`] if a handler halted the pipeline.
     #[inline]
     pub fn publish<F: FnOnce(&mut E)>(&mut self, fill: F) -> Result<i64, PublishError> {
+        self.ensure_running()?;
         let sequence = self.shared.sequencer.claim(1);
         self.wait_for_claimed(sequence)?;
         self.write_and_publish_one(sequence, fill);
@@ -104,6 +105,7 @@ impl<E, W: WaitStrategy> MultiProducer<E, W> {
         if count == 0 {
             return Ok(self.shared.sequencer.claimed_up_to() - 1);
         }
+        self.ensure_running()?;
         let first = self.shared.sequencer.claim(count);
         let last = first + count - 1;
         self.wait_for_claimed(last)?;
@@ -115,6 +117,7 @@ impl<E, W: WaitStrategy> MultiProducer<E, W> {
     /// [`TryPublishError::Full`] without claiming anything or calling `fill`.
     #[inline]
     pub fn try_publish<F: FnOnce(&mut E)>(&mut self, fill: F) -> Result<i64, TryPublishError> {
+        self.ensure_running().map_err(|_| TryPublishError::Halted)?;
         match self
             .shared
             .sequencer
@@ -140,6 +143,7 @@ impl<E, W: WaitStrategy> MultiProducer<E, W> {
         if count == 0 {
             return Ok(self.shared.sequencer.claimed_up_to() - 1);
         }
+        self.ensure_running().map_err(|_| TryPublishError::Halted)?;
         match self
             .shared
             .sequencer
@@ -318,6 +322,18 @@ impl<E, W: WaitStrategy> MultiProducer<E, W> {
             });
         }
         Ok(count as i64)
+    }
+
+    /// Fails once a handler has halted the pipeline: nothing published from
+    /// then on would be handled. One read of a line written only at halt or
+    /// shutdown, so it stays cached.
+    #[inline]
+    fn ensure_running(&self) -> Result<(), PublishError> {
+        if self.shared.pipeline.state.is_halted() {
+            Err(PublishError::Halted)
+        } else {
+            Ok(())
+        }
     }
 
     #[cold]

@@ -134,9 +134,15 @@ pub(crate) fn run<E, W: WaitStrategy, C: Consume<E>>(
             Err(WaitOutcome::Drained) | Err(WaitOutcome::Halted) => break,
         };
         let end = available.min(limit);
+        if let Err(message) =
+            guarded(|| consumer.on_batch_start(end - next + 1, available - next + 1))
+        {
+            if record_panic(&context, &mut report, None, message) {
+                break;
+            }
+        }
         let mut current = next;
         let batch = guarded(|| {
-            consumer.on_batch_start(end - next + 1, available - next + 1);
             while current <= end {
                 consumer.consume(ring, current, current == end);
                 current += 1;
@@ -229,10 +235,12 @@ pub(crate) fn run_worker<E, W: WaitStrategy, C: Consume<E>>(
             Err(WaitOutcome::Drained) | Err(WaitOutcome::Halted) => break,
         }
         claimed = None;
-        let handled = guarded(|| {
-            consumer.on_batch_start(1, 1);
-            consumer.consume(ring, next, true);
-        });
+        if let Err(message) = guarded(|| consumer.on_batch_start(1, 1)) {
+            if record_panic(&context, &mut report, None, message) {
+                break;
+            }
+        }
+        let handled = guarded(|| consumer.consume(ring, next, true));
         match handled {
             Ok(()) => report.events_handled += 1,
             Err(message) => {

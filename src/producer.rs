@@ -55,10 +55,10 @@ impl<E, W: WaitStrategy> Producer<E, W> {
     /// Claims the next slot, lets `fill` write the event in place, and
     /// publishes it. Returns the event's sequence.
     ///
-    /// Waits (spinning, then yielding) while the ring is full. Fails with
-    /// [`PublishError::Halted`] instead of waiting forever when a handler has
-    /// halted the pipeline; events published after a halt and before the ring
-    /// fills are never handled. If `fill` panics, nothing is published.
+    /// Waits (per the pipeline's [`FullRingWait`]) while the ring is full.
+    /// Fails with [`PublishError::Halted`] once a handler has halted the
+    /// pipeline, full ring or not, instead of publishing what nobody would
+    /// handle or waiting forever. If `fill` panics, nothing is published.
     ///
     /// ```
     /// use tickring::{build_single_producer, Yielding};
@@ -80,9 +80,7 @@ impl<E, W: WaitStrategy> Producer<E, W> {
     /// ```
     #[inline]
     pub fn publish<F: FnOnce(&mut E)>(&mut self, fill: F) -> Result<i64, PublishError> {
-        if !self.sequencer.has_room_for(1) {
-            self.wait_for_room(1)?;
-        }
+        self.wait_for_room(1, None)?;
         Ok(self.write_and_publish_one(fill))
     }
 
@@ -94,15 +92,7 @@ impl<E, W: WaitStrategy> Producer<E, W> {
         timeout: Duration,
         fill: F,
     ) -> Result<i64, PublishError> {
-        if !self.sequencer.has_room_for(1) {
-            let sequencer = &mut *self.sequencer;
-            wait_for_room(
-                &self.pipeline.state,
-                self.full_ring_wait,
-                Some(timeout),
-                || sequencer.has_room_for(1),
-            )?;
-        }
+        self.wait_for_room(1, Some(timeout))?;
         Ok(self.write_and_publish_one(fill))
     }
 
@@ -110,9 +100,7 @@ impl<E, W: WaitStrategy> Producer<E, W> {
     /// (without calling `fill`) when the ring has no free slot.
     #[inline]
     pub fn try_publish<F: FnOnce(&mut E)>(&mut self, fill: F) -> Result<i64, TryPublishError> {
-        if !self.sequencer.has_room_for(1) {
-            return Err(self.full_or_halted());
-        }
+        self.try_room(1)?;
         Ok(self.write_and_publish_one(fill))
     }
 
@@ -141,9 +129,7 @@ impl<E, W: WaitStrategy> Producer<E, W> {
                 requested: count,
                 capacity: self.capacity(),
             })?;
-        if !self.sequencer.has_room_for(count) {
-            self.wait_for_room(count)?;
-        }
+        self.wait_for_room(count, None)?;
         Ok(self.write_and_publish_batch(count, fill))
     }
 
@@ -156,9 +142,7 @@ impl<E, W: WaitStrategy> Producer<E, W> {
         fill: F,
     ) -> Result<i64, TryPublishError> {
         let count = self.checked_batch(count)?;
-        if !self.sequencer.has_room_for(count) {
-            return Err(self.full_or_halted());
-        }
+        self.try_room(count)?;
         Ok(self.write_and_publish_batch(count, fill))
     }
 
@@ -169,7 +153,7 @@ impl<E, W: WaitStrategy> Producer<E, W> {
 
     /// Slots free now: how many events could be published without waiting.
     /// Reads every gating handler's sequence.
-    pub fn remaining_capacity(&mut self) -> usize {
+    pub fn remaining_capacity(&self) -> usize {
         self.sequencer.remaining_capacity().max(0) as usize
     }
 
@@ -272,23 +256,34 @@ impl<E, W: WaitStrategy> Producer<E, W> {
         Ok(count as i64)
     }
 
-    #[cold]
-    fn full_or_halted(&self) -> TryPublishError {
+    /// Whether `count` slots are free now (and the pipeline alive).
+    #[inline]
+    fn try_room(&mut self, count: i64) -> Result<(), TryPublishError> {
+        // One read of a line written only at halt or shutdown: stays cached.
         if self.pipeline.state.is_halted() {
-            TryPublishError::Halted
+            return Err(TryPublishError::Halted);
+        }
+        if self.sequencer.has_room_for(count) {
+            Ok(())
         } else {
-            TryPublishError::Full
+            Err(TryPublishError::Full)
         }
     }
 
-    /// The slow path: the ring is full. Waits for room, or fails when the
-    /// pipeline has halted (a dead handler would never make room).
-    #[cold]
-    fn wait_for_room(&mut self, count: i64) -> Result<(), PublishError> {
-        let sequencer = &mut *self.sequencer;
-        wait_for_room(&self.pipeline.state, self.full_ring_wait, None, || {
-            sequencer.has_room_for(count)
-        })
+    /// Waits until `count` slots are free, or fails when the pipeline has
+    /// halted (a dead handler would never make room) or `timeout` passes.
+    #[inline]
+    fn wait_for_room(&mut self, count: i64, timeout: Option<Duration>) -> Result<(), PublishError> {
+        match self.try_room(count) {
+            Ok(()) => Ok(()),
+            Err(TryPublishError::Full) => {
+                let sequencer = &mut *self.sequencer;
+                wait_for_room(&self.pipeline.state, self.full_ring_wait, timeout, || {
+                    sequencer.has_room_for(count)
+                })
+            }
+            Err(_) => Err(PublishError::Halted),
+        }
     }
 }
 

@@ -68,10 +68,10 @@ impl SingleProducerSequencer {
         self.next += count;
     }
 
-    /// Free slots now (re-reads the gating sequences).
-    pub(crate) fn remaining_capacity(&mut self) -> i64 {
-        self.refresh_gate();
-        self.capacity - (self.last_published() - self.cached_min_gate)
+    /// Free slots now (reads the gating sequences).
+    pub(crate) fn remaining_capacity(&self) -> i64 {
+        let min_gate = min_sequence(&self.gating_sequences, self.next - 1);
+        self.capacity - (self.last_published() - min_gate)
     }
 
     pub(crate) fn capacity(&self) -> i64 {
