@@ -248,17 +248,18 @@ impl<E, W: WaitStrategy> MultiProducer<E, W> {
             return None;
         }
         let shared = &self.shared;
-        // See `Producer::shutdown`: an untaken poller halts the stages behind it.
-        shared
-            .pollers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear();
-        Some(
-            shared
-                .pipeline
-                .shut_down_after(shared.sequencer.claimed_up_to() - 1),
-        )
+        let last_published = shared.sequencer.claimed_up_to() - 1;
+        // See `Producer::shutdown`: an untaken poller is skipped.
+        let untaken = std::mem::take(
+            &mut *shared
+                .pollers
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        for poller in untaken {
+            poller.skip_untaken(last_published);
+        }
+        Some(shared.pipeline.shut_down_after(last_published))
     }
 
     /// Waits until the claimed `last` may be written. A claimed sequence is

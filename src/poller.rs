@@ -7,10 +7,11 @@
 //! other work). Add one with `Builder::add_poller(name)` and take it from the
 //! producer after `build()`.
 //!
-//! Dropping a poller before the pipeline has shut down halts the pipeline:
-//! its place in the graph could never advance again, and a producer waiting
-//! on it gets [`PublishError::Halted`](crate::PublishError::Halted) instead of
-//! waiting forever.
+//! Dropping a poller that was taken, before it reported `ShutDown`, halts the
+//! pipeline: its place in the graph could never advance again, and a producer
+//! waiting on it gets [`PublishError::Halted`](crate::PublishError::Halted)
+//! instead of waiting forever. A poller that was never taken is skipped at
+//! shutdown, so the stages behind it still drain.
 
 use std::fmt;
 use std::sync::Arc;
@@ -91,6 +92,16 @@ impl<E, W: WaitStrategy> EventPoller<E, W> {
             max_batch_size,
             finished: false,
         }
+    }
+
+    /// Takes a poller that nobody took out of the graph at shutdown: marks
+    /// it done with everything up to `last_published`, so the stages behind
+    /// it drain instead of waiting for polls that will never come.
+    pub(crate) fn skip_untaken(mut self, last_published: i64) {
+        // Release (in `set`): it read nothing; the stages behind it go on to
+        // read what the stages before it released.
+        self.sequence.set(last_published.max(self.next - 1));
+        self.finished = true;
     }
 
     /// The poller's name, as given to `add_poller`.

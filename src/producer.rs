@@ -195,7 +195,7 @@ impl<E, W: WaitStrategy> Producer<E, W> {
     ///
     /// A poller that was taken must go on being polled (on another thread)
     /// until it reports `ShutDown` if handler threads are gated on it; a
-    /// poller never taken halts the stages behind it.
+    /// poller never taken is skipped, so the stages behind it still drain.
     pub fn shutdown(mut self) -> ShutdownReport {
         self.shut_down_once()
     }
@@ -205,11 +205,13 @@ impl<E, W: WaitStrategy> Producer<E, W> {
             return ShutdownReport::default();
         }
         self.shut_down = true;
-        // A poller nobody took can never advance: dropping it halts the stages
-        // behind it rather than leave the join below waiting on them.
-        self.pollers.clear();
-        self.pipeline
-            .shut_down_after(self.sequencer.last_published())
+        let last_published = self.sequencer.last_published();
+        // A poller nobody took can never advance: skip it so the stages behind
+        // it drain rather than leave the join below waiting on them.
+        for poller in self.pollers.drain(..) {
+            poller.skip_untaken(last_published);
+        }
+        self.pipeline.shut_down_after(last_published)
     }
 
     #[inline]
