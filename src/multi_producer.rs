@@ -248,8 +248,10 @@ impl<E, W: WaitStrategy> MultiProducer<E, W> {
             return None;
         }
         let shared = &self.shared;
-        let last_published = shared.sequencer.claimed_up_to() - 1;
-        // See `Producer::shutdown`: an untaken poller is skipped.
+        shared
+            .pipeline
+            .begin_shutdown(shared.sequencer.claimed_up_to() - 1);
+        // See `Producer::shutdown`: an untaken poller is drained here.
         let untaken = std::mem::take(
             &mut *shared
                 .pollers
@@ -257,9 +259,9 @@ impl<E, W: WaitStrategy> MultiProducer<E, W> {
                 .unwrap_or_else(PoisonError::into_inner),
         );
         for poller in untaken {
-            poller.skip_untaken(last_published);
+            poller.drain_untaken();
         }
-        Some(shared.pipeline.shut_down_after(last_published))
+        Some(shared.pipeline.join_all())
     }
 
     /// Waits until the claimed `last` may be written. A claimed sequence is

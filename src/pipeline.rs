@@ -113,11 +113,11 @@ impl<W: WaitStrategy> Pipeline<W> {
         })
     }
 
-    /// Stops the pipeline after `last_published` and joins every thread.
-    pub(crate) fn shut_down_after(&self, last_published: i64) -> ShutdownReport {
+    /// Asks every participant to stop once it has handled `last_published`;
+    /// [`Pipeline::join_all`] then waits for the threads.
+    pub(crate) fn begin_shutdown(&self, last_published: i64) {
         self.state.shut_down(last_published);
         self.wait.signal_all_when_blocking();
-        self.join_all()
     }
 
     /// Stops the handlers without draining and joins them.
@@ -127,7 +127,8 @@ impl<W: WaitStrategy> Pipeline<W> {
         self.join_all()
     }
 
-    fn join_all(&self) -> ShutdownReport {
+    /// Joins every handler thread (once; later calls find none).
+    pub(crate) fn join_all(&self) -> ShutdownReport {
         let threads =
             std::mem::take(&mut *self.threads.lock().unwrap_or_else(PoisonError::into_inner));
         let handlers = threads

@@ -10,7 +10,7 @@
 //! Dropping a poller that was taken, before it reported `ShutDown`, halts the
 //! pipeline: its place in the graph could never advance again, and a producer
 //! waiting on it gets [`PublishError::Halted`](crate::PublishError::Halted)
-//! instead of waiting forever. A poller that was never taken is skipped at
+//! instead of waiting forever. A poller that was never taken is drained at
 //! shutdown, so the stages behind it still drain.
 
 use std::fmt;
@@ -94,14 +94,18 @@ impl<E, W: WaitStrategy> EventPoller<E, W> {
         }
     }
 
-    /// Takes a poller that nobody took out of the graph at shutdown: marks
-    /// it done with everything up to `last_published`, so the stages behind
-    /// it drain instead of waiting for polls that will never come.
-    pub(crate) fn skip_untaken(mut self, last_published: i64) {
-        // Release (in `set`): it read nothing; the stages behind it go on to
-        // read what the stages before it released.
-        self.sequence.set(last_published.max(self.next - 1));
-        self.finished = true;
+    /// Drains a poller that nobody took, at shutdown (after `shutdown_at` is
+    /// set): polls it with a no-op until it reports the end, so it keeps
+    /// following the stages before it and the stages behind it drain in
+    /// order instead of waiting for polls that would never come.
+    pub(crate) fn drain_untaken(mut self) {
+        loop {
+            match self.poll(|_, _, _| true) {
+                PollState::ShutDown | PollState::Halted => return,
+                PollState::Processing => {}
+                PollState::Idle | PollState::Gating => crate::loom::thread::yield_now(),
+            }
+        }
     }
 
     /// The poller's name, as given to `add_poller`.

@@ -195,7 +195,7 @@ impl<E, W: WaitStrategy> Producer<E, W> {
     ///
     /// A poller that was taken must go on being polled (on another thread)
     /// until it reports `ShutDown` if handler threads are gated on it; a
-    /// poller never taken is skipped, so the stages behind it still drain.
+    /// poller never taken is drained here, so the stages behind it drain too.
     pub fn shutdown(mut self) -> ShutdownReport {
         self.shut_down_once()
     }
@@ -205,13 +205,14 @@ impl<E, W: WaitStrategy> Producer<E, W> {
             return ShutdownReport::default();
         }
         self.shut_down = true;
-        let last_published = self.sequencer.last_published();
-        // A poller nobody took can never advance: skip it so the stages behind
-        // it drain rather than leave the join below waiting on them.
+        self.pipeline
+            .begin_shutdown(self.sequencer.last_published());
+        // Nobody polls a poller that was never taken: drain it here, so the
+        // stages behind it finish before the join below waits for them.
         for poller in self.pollers.drain(..) {
-            poller.skip_untaken(last_published);
+            poller.drain_untaken();
         }
-        self.pipeline.shut_down_after(last_published)
+        self.pipeline.join_all()
     }
 
     #[inline]
