@@ -346,10 +346,10 @@ fn producers_into_ring<W: WaitStrategy>(
 // handler behind it). Measured there, a million per producer takes about 6 s
 // with a ring of 1 and one handler, over 60 s with a ring of 1 and the
 // pipeline, and 13-50 s with a ring of 8 and the pipeline, several times
-// longer while other builds share the cores. Those three are cut to keep
-// each test within seconds; every event of a ring of 1 or 8 is still a
-// wrap-around race, so the race runs hundreds of thousands of times.
-const PER_PRODUCER_RING_OF_1: u64 = events(100_000);
+// longer while other builds share the cores. The two pipeline cases are cut
+// to keep each test within seconds; every event of a ring of 1 or 8 is still
+// a wrap-around race, so the race runs hundreds of thousands of times.
+const PER_PRODUCER_RING_OF_1: u64 = events(1_000_000);
 const PER_PRODUCER_PIPELINE_RING_OF_1: u64 = events(20_000);
 const PER_PRODUCER_RING_OF_8: u64 = events(1_000_000);
 const PER_PRODUCER_PIPELINE_RING_OF_8: u64 = events(250_000);
