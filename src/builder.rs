@@ -534,6 +534,7 @@ where
         let mut pollers = Vec::new();
         let mut upstream: Vec<Arc<Sequence>> = Vec::new();
         let mut failure = None;
+        let last_stage = self.stages.len() - 1;
         'stages: for (stage_index, stage) in self.stages.into_iter().enumerate() {
             let mut stage_sequences = Vec::with_capacity(stage.len());
             for (position, spec) in stage.into_iter().enumerate() {
@@ -575,6 +576,7 @@ where
                     max_batch_size: spec.max_batch_size as i64,
                     timeout: spec.timeout,
                     panic_policy: self.panic_policy,
+                    has_dependents: stage_index != last_stage,
                 };
                 match spawn_participant(name.clone(), spec.core, context, body, started.clone()) {
                     Ok(join) => pipeline.add_thread(name, join),

@@ -98,6 +98,10 @@ pub(crate) struct ProcessorContext<E, W> {
     pub(crate) max_batch_size: i64,
     pub(crate) timeout: Option<Duration>,
     pub(crate) panic_policy: PanicPolicy,
+    /// A later stage waits on this handler's sequence. A leaf's progress
+    /// wakes nobody (the producer waits for room without the wait strategy),
+    /// so a leaf skips the signal: with `Blocking`, a lock while anyone sleeps.
+    pub(crate) has_dependents: bool,
 }
 
 /// Runs `f`, turning a panic into its message.
@@ -166,7 +170,9 @@ pub(crate) fn run<E, W: WaitStrategy, C: Consume<E>>(
         }
         // Release (in `set`): this handler is done with every slot up to `next - 1`.
         context.sequence.set(next - 1);
-        context.wait.signal_all_when_blocking();
+        if context.has_dependents {
+            context.wait.signal_all_when_blocking();
+        }
     }
     finish(&context, consumer, report)
 }
@@ -217,7 +223,9 @@ pub(crate) fn run_worker<E, W: WaitStrategy, C: Consume<E>>(
                         Err(current) => candidate = current,
                     }
                 }
-                context.wait.signal_all_when_blocking();
+                if context.has_dependents {
+                    context.wait.signal_all_when_blocking();
+                }
                 claimed = Some(candidate);
                 candidate
             }
