@@ -102,10 +102,10 @@ impl<E, W: WaitStrategy> MultiProducer<E, W> {
                 requested: count,
                 capacity: self.capacity(),
             })?;
+        self.ensure_running()?;
         if count == 0 {
             return Ok(self.shared.sequencer.claimed_up_to() - 1);
         }
-        self.ensure_running()?;
         let first = self.shared.sequencer.claim(count);
         let last = first + count - 1;
         self.wait_for_claimed(last)?;
@@ -140,10 +140,10 @@ impl<E, W: WaitStrategy> MultiProducer<E, W> {
         fill: F,
     ) -> Result<i64, TryPublishError> {
         let count = self.checked_batch(count)?;
+        self.ensure_running().map_err(|_| TryPublishError::Halted)?;
         if count == 0 {
             return Ok(self.shared.sequencer.claimed_up_to() - 1);
         }
-        self.ensure_running().map_err(|_| TryPublishError::Halted)?;
         match self
             .shared
             .sequencer
@@ -182,6 +182,7 @@ impl<E, W: WaitStrategy> MultiProducer<E, W> {
         timeout: Duration,
         fill: F,
     ) -> Result<i64, PublishError> {
+        self.ensure_running()?;
         let deadline = Instant::now() + timeout;
         let mut backoff = Backoff::new(self.shared.full_ring_wait);
         loop {
