@@ -48,7 +48,8 @@
 //! in that same round, then the median of those ratios. `spread` is (max -
 //! min) / median of the rounds' p50. Never a best run.
 //!
-//! Each scenario also writes, under `target/tickring-latency/` (or `--out`),
+//! Each scenario also writes, under `target/tickring-latency/` (in
+//! `$CARGO_TARGET_DIR` when that is set; or `--out`),
 //! one `.hgrm` file per system (the HdrHistogram percentile-distribution
 //! text, values in microseconds, all rounds merged) and an SVG plot of all
 //! systems: latency (log scale) against percentile on the usual
@@ -138,7 +139,7 @@ USAGE: cargo run --release --example latency -- [OPTIONS]
 
 OPTIONS:
   --quick                 smoke run for CI, a few seconds: 2 rounds, 20,000 round trips and
-                          5,000 pipeline events per block (flags after it still apply)
+                          5,000 pipeline events per block (other flags still apply)
   --rounds N              rounds; each runs every system once, order rotating (default 5)
   --round-trips N         measured ping-pong round trips per block (default 500,000)
   --ping-interval-ns N    intended time between two pings, in ns (default 1,000, as LMAX;
@@ -150,8 +151,8 @@ OPTIONS:
   --only A,B              run only the scenarios (ping-pong, pipeline) and systems (floor,
                           tickring, disruptor, crossbeam, rtrb) whose names contain A or B;
                           e.g. --only ping-pong or --only tickring,disruptor
-  --out DIR               where to write the .hgrm files and SVG plots
-                          (default target/tickring-latency, beside the crate's target dir)
+  --out DIR               where to write the .hgrm files and SVG plots (default:
+                          $CARGO_TARGET_DIR/tickring-latency if set, else target/tickring-latency)
   -h, --help              this text
 
 Warm-up: each block first sends a tenth of its measured count (at least 1,000) unrecorded.";
@@ -1644,7 +1645,17 @@ fn percentile_distribution(histogram: &Histogram<u64>) -> String {
 /// A system's name, colour and points in the plot.
 type PlotLine<'a> = (&'a str, &'static str, Vec<(f64, f64)>);
 
-const COLOURS: [&str; 5] = ["#888888", "#d62728", "#1f77b4", "#2ca02c", "#9467bd"];
+/// One colour per system, the same in every plot.
+fn colour_of(system: &str) -> &'static str {
+    match system {
+        "cache-line floor" => "#888888",
+        "tickring" => "#d62728",
+        "disruptor" => "#1f77b4",
+        "crossbeam-channel" => "#2ca02c",
+        "rtrb" => "#9467bd",
+        _ => "#ff7f0e",
+    }
+}
 
 /// An SVG plot of every system's merged distribution: latency (log) against
 /// percentile on the `1/(1-p)` log axis.
@@ -1655,7 +1666,7 @@ fn percentile_plot(scenario: &Scenario) -> String {
     let plot_height = height - top - bottom;
     // Each system's points: (log10(1/(1-p)), log10(ns)).
     let mut lines: Vec<PlotLine> = Vec::new();
-    for (index, runs) in scenario.systems.iter().enumerate() {
+    for runs in &scenario.systems {
         let histogram = &runs.merged;
         if histogram.is_empty() {
             continue;
@@ -1669,7 +1680,7 @@ fn percentile_plot(scenario: &Scenario) -> String {
             let y = (step.value_iterated_to().max(1) as f64).log10();
             points.push((x, y));
         }
-        lines.push((runs.name, COLOURS[index % COLOURS.len()], points));
+        lines.push((runs.name, colour_of(runs.name), points));
     }
     let all = lines.iter().flat_map(|(_, _, points)| points.iter());
     let x_max = all.clone().map(|p| p.0).fold(1.0, f64::max).ceil();
