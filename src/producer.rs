@@ -8,10 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{PublishError, TryPublishError};
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Pipeline, PipelineState};
 use crate::poller::EventPoller;
 use crate::report::ShutdownReport;
 use crate::ring_buffer::RingBuffer;
+use crate::sequence::{min_sequence, Sequence};
 use crate::sequencer::single::SingleProducerSequencer;
 use crate::sequencer::{wait_for_room, FullRingWait};
 use crate::wait::WaitStrategy;
@@ -275,19 +276,55 @@ impl<E, W: WaitStrategy> Producer<E, W> {
 
     /// Waits until `count` slots are free, or fails when the pipeline has
     /// halted (a dead handler would never make room) or `timeout` passes.
+    ///
+    /// The fast path touches only the producer's own fields and the stop flag.
+    /// The slow path is a separate function that gets the heap data it needs
+    /// (the stop flag, the gating sequences) and returns the new gate, so no
+    /// address inside `self` escapes the inlined `publish`: the compiler can
+    /// keep the producer's counters in registers across a publishing loop
+    /// instead of storing them per event (each store per event costs the
+    /// producer store-buffer room it needs for the slot writes).
     #[inline]
     fn wait_for_room(&mut self, count: i64, timeout: Option<Duration>) -> Result<(), PublishError> {
-        match self.try_room(count) {
-            Ok(()) => Ok(()),
-            Err(TryPublishError::Full) => {
-                let sequencer = &mut *self.sequencer;
-                wait_for_room(&self.pipeline.state, self.full_ring_wait, timeout, || {
-                    sequencer.has_room_for(count)
-                })
-            }
-            Err(_) => Err(PublishError::Halted),
+        if self.pipeline.state.is_halted() {
+            return Err(PublishError::Halted);
         }
+        if !self.sequencer.has_cached_room_for(count) {
+            let min_gate = wait_for_gate(
+                &self.pipeline.state,
+                self.full_ring_wait,
+                timeout,
+                self.sequencer.gating_sequences(),
+                self.sequencer.wrap_point(count),
+                self.sequencer.last_published(),
+            )?;
+            self.sequencer.set_cached_gate(min_gate);
+        }
+        Ok(())
     }
+}
+
+/// The producer's slow path: reads the gating sequences until the slowest
+/// has passed `wrap_point`, waiting per `policy`; returns the minimum read.
+#[cold]
+#[inline(never)]
+fn wait_for_gate(
+    state: &PipelineState,
+    policy: FullRingWait,
+    timeout: Option<Duration>,
+    gating_sequences: &[Arc<Sequence>],
+    wrap_point: i64,
+    last_published: i64,
+) -> Result<i64, PublishError> {
+    let mut min_gate = min_sequence(gating_sequences, last_published);
+    if min_gate >= wrap_point {
+        return Ok(min_gate);
+    }
+    wait_for_room(state, policy, timeout, || {
+        min_gate = min_sequence(gating_sequences, last_published);
+        min_gate >= wrap_point
+    })?;
+    Ok(min_gate)
 }
 
 impl<E, W: WaitStrategy> Drop for Producer<E, W> {

@@ -43,23 +43,41 @@ impl SingleProducerSequencer {
         self.next - 1
     }
 
+    /// The highest sequence the gating handlers must have passed before
+    /// `next..next + count` may be claimed.
+    #[inline]
+    pub(crate) fn wrap_point(&self, count: i64) -> i64 {
+        self.next + count - 1 - self.capacity
+    }
+
+    /// Whether `count` slots are free by the cached gate alone (no shared read).
+    #[inline]
+    pub(crate) fn has_cached_room_for(&self, count: i64) -> bool {
+        self.wrap_point(count) <= self.cached_min_gate
+    }
+
     /// Whether sequences `next..next + count` can be claimed now, re-reading
     /// the gating sequences only if the cache says no.
     #[inline]
     pub(crate) fn has_room_for(&mut self, count: i64) -> bool {
-        let wrap_point = self.next + count - 1 - self.capacity;
-        if wrap_point <= self.cached_min_gate {
+        if self.has_cached_room_for(count) {
             return true;
         }
-        self.refresh_gate();
-        wrap_point <= self.cached_min_gate
+        self.cached_min_gate = read_gate(&self.gating_sequences, self.next - 1);
+        self.has_cached_room_for(count)
     }
 
-    /// Re-reads the gating sequences (acquire: pairs with each handler's
-    /// release after its batch, so its reads of the slots are done).
-    #[cold]
-    fn refresh_gate(&mut self) {
-        self.cached_min_gate = min_sequence(&self.gating_sequences, self.next - 1);
+    /// The gating (leaf) handlers' sequences, for a wait that must not hold
+    /// `&mut self` (see `Producer::publish`).
+    #[inline]
+    pub(crate) fn gating_sequences(&self) -> &[Arc<Sequence>] {
+        &self.gating_sequences
+    }
+
+    /// Records a minimum gating sequence read by the caller.
+    #[inline]
+    pub(crate) fn set_cached_gate(&mut self, min_gate: i64) {
+        self.cached_min_gate = min_gate;
     }
 
     /// Marks `count` sequences as claimed and published.
@@ -77,6 +95,16 @@ impl SingleProducerSequencer {
     pub(crate) fn capacity(&self) -> i64 {
         self.capacity
     }
+}
+
+/// Re-reads the gating sequences (acquire: pairs with each handler's release
+/// after its batch, so its reads of the slots are done). A free function on
+/// the heap slice, not a method: the producer's own fields never escape the
+/// inlined hot path, so the compiler may keep them in registers.
+#[cold]
+#[inline(never)]
+pub(crate) fn read_gate(gating_sequences: &[Arc<Sequence>], default: i64) -> i64 {
+    min_sequence(gating_sequences, default)
 }
 
 #[cfg(all(test, not(loom)))]
