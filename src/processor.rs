@@ -145,11 +145,17 @@ pub(crate) fn run<E, W: WaitStrategy, C: Consume<E>>(
                 break;
             }
         }
+        // Where a panicking handler stopped: written by `Progress`'s drop
+        // while unwinding, so the loop's counter can live in a register.
         let mut current = next;
         let batch = guarded(|| {
-            while current <= end {
-                consumer.consume(ring, current, current == end);
-                current += 1;
+            let mut progress = Progress {
+                at: next,
+                out: &mut current,
+            };
+            while progress.at <= end {
+                consumer.consume(ring, progress.at, progress.at == end);
+                progress.at += 1;
             }
         });
         match batch {
@@ -175,6 +181,20 @@ pub(crate) fn run<E, W: WaitStrategy, C: Consume<E>>(
         }
     }
     finish(&context, consumer, report)
+}
+
+/// The sequence a batch has reached, copied out when it is dropped: on a
+/// normal exit and while a handler's panic unwinds through the batch.
+struct Progress<'a> {
+    at: i64,
+    out: &'a mut i64,
+}
+
+impl Drop for Progress<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        *self.out = self.at;
+    }
 }
 
 /// The claim counter a worker pool shares: the next sequence no worker has

@@ -101,9 +101,19 @@ impl<E> RingBuffer<E> {
     /// `next..=h` is published; `next - 1` when `next` is not.
     #[inline]
     pub(crate) fn available_up_to(&self, next: i64, limit: i64) -> i64 {
+        // The slice and mask in locals: the acquire loads below would
+        // otherwise make the compiler reload them from `self` per stamp.
+        let (slots, mask) = (&*self.slots, self.mask);
         let mut highest = next - 1;
-        while highest < limit && self.is_published(highest + 1) {
-            highest += 1;
+        while highest < limit {
+            let candidate = highest + 1;
+            // SAFETY: masked to `size - 1`, and `slots.len() == size`.
+            let slot = unsafe { slots.get_unchecked((candidate & mask) as usize) };
+            // Acquire: as in `is_published`.
+            if slot.stamp.load(Ordering::Acquire) != candidate {
+                break;
+            }
+            highest = candidate;
         }
         highest
     }
