@@ -220,8 +220,9 @@ impl<E, W: WaitStrategy> Producer<E, W> {
     fn write_and_publish_one<F: FnOnce(&mut E)>(&mut self, fill: F) -> i64 {
         let sequence = self.sequencer.next();
         // SAFETY: invariant 1 — `sequence` is claimed by the only producer, not
-        // yet stamped, and `has_room_for` saw every gating sequence at least
-        // `sequence - capacity`.
+        // yet stamped, and the room check (`try_room` or `wait_for_room`: the
+        // cached gate, or a fresh acquire read of it) saw every gating sequence
+        // at least `sequence - capacity`.
         unsafe { self.ring.write_claimed(sequence, fill) };
         self.ring.publish(sequence);
         self.sequencer.advance(1);
