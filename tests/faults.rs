@@ -206,7 +206,7 @@ impl EventHandler<Tick> for Recorder {
     fn on_event(&mut self, tick: &Tick, sequence: i64, _end_of_batch: bool) {
         if let Some((at, gate)) = &self.hold_at {
             if *at == sequence {
-                gate.pass();
+                gate.wait();
             }
         }
         self.check(tick, sequence);

@@ -219,7 +219,7 @@ fn assert_saw_every_order(checked: &Checked, producers: u32, per_producer: u64) 
 /// batch's are consecutive, and one producer's only ever increase.
 fn publish_orders<W: WaitStrategy>(producer: &mut MultiProducer<Order, W>, id: u32, count: u64) {
     let largest_batch = (producer.capacity() as u64).min(16);
-    let mut random = XorShift::new(u64::from(id) + 1);
+    let mut random = XorShift::scrambled(u64::from(id) + 1);
     let mut counter = 0;
     let mut last_sequence = -1;
     while counter < count {
@@ -674,7 +674,7 @@ fn concurrent_try_batch_publish_leaves_no_gap() {
             .map(|id| {
                 let mut producer = producer.clone();
                 thread::spawn(move || {
-                    let mut random = XorShift::new(u64::from(id) + 100);
+                    let mut random = XorShift::scrambled(u64::from(id) + 100);
                     let mut counter = 0;
                     while counter < PER_PRODUCER {
                         let batch = random.between_1_and(8.min(PER_PRODUCER - counter));

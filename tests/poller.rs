@@ -121,7 +121,7 @@ impl InOrder {
 /// Publishes quotes `0..count`, mixing single publishes with batches.
 fn publish_quotes<W: WaitStrategy>(producer: &mut tickring::Producer<Quote, W>, count: i64) {
     let largest_batch = (producer.capacity() as u64).min(32);
-    let mut random = XorShift::new(7);
+    let mut random = XorShift::scrambled(7);
     let mut published = 0;
     while published < count {
         if random.next_u64() % 2 == 0 {

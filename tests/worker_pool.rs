@@ -126,7 +126,7 @@ fn pool(ledger: &Arc<Ledger>) -> Vec<impl FnMut(&Job, i64, bool) + Send + 'stati
 /// Publishes jobs `0..count` (origin = sequence), singly and in batches.
 fn publish_jobs<W: WaitStrategy>(producer: &mut Producer<Job, W>, count: u64) {
     let largest_batch = (producer.capacity() as u64).min(32);
-    let mut random = XorShift::new(11);
+    let mut random = XorShift::scrambled(11);
     let mut published = 0;
     while published < count {
         if random.next_u64() % 2 == 0 {

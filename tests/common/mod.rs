@@ -1,100 +1,29 @@
 //! Helpers shared by the integration tests: bounded waits (a hang fails the
 //! test instead of blocking CI), an event whose every field is derived from
 //! its sequence, and a recording handler that checks order and content.
+//! The bounded waits and the panic hook are defined in `shared.rs` (which
+//! `common_mp` and `common_stress` include as well) and re-exported here.
 
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
-use std::any::Any;
-use std::panic;
+mod shared;
+
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tickring::{EventHandler, Producer, WaitStrategy};
 
-/// Unoptimized builds run many times slower; waits get this much longer.
-pub const DEBUG_SLOWDOWN: u32 = if cfg!(debug_assertions) { 10 } else { 1 };
-
-/// `limit` scaled for the build profile.
-pub fn scaled(limit: Duration) -> Duration {
-    limit * DEBUG_SLOWDOWN
-}
-
-/// Runs `body` on a thread of its own and returns its result, or panics with
-/// a message naming `name` if it has not finished within `limit` (scaled for
-/// debug builds). A panic in `body` is re-raised here with its own message.
-pub fn with_timeout<T, F>(limit: Duration, name: &str, body: F) -> T
-where
-    T: Send + 'static,
-    F: FnOnce() -> T + Send + 'static,
-{
-    let limit = scaled(limit);
-    let (done, outcome) = mpsc::channel();
-    let worker = thread::Builder::new()
-        .name(format!("test-body-{name}"))
-        .spawn(move || {
-            let _ = done.send(body());
-        })
-        .expect("spawn the test body");
-    match outcome.recv_timeout(limit) {
-        Ok(value) => {
-            worker.join().expect("the body already returned");
-            value
-        }
-        Err(mpsc::RecvTimeoutError::Disconnected) => match worker.join() {
-            Err(payload) => panic::resume_unwind(payload),
-            Ok(()) => unreachable!("the body returned without sending its result"),
-        },
-        Err(mpsc::RecvTimeoutError::Timeout) => panic!(
-            "'{name}' did not finish within {limit:?}: it hangs (a lost wake-up, a \
-             shutdown that does not drain, or a producer stuck on a full ring)"
-        ),
-    }
-}
-
-/// Polls `condition` until it holds; panics naming `what` after `limit`
-/// (scaled for debug builds).
-pub fn wait_until(limit: Duration, what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + scaled(limit);
-    while !condition() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting until {what}"
-        );
-        thread::sleep(Duration::from_micros(200));
-    }
-}
-
-/// The text of a panic payload.
-pub fn panic_text(payload: &(dyn Any + Send)) -> String {
-    if let Some(text) = payload.downcast_ref::<&str>() {
-        (*text).to_owned()
-    } else if let Some(text) = payload.downcast_ref::<String>() {
-        text.clone()
-    } else {
-        "non-string panic payload".to_owned()
-    }
-}
-
-/// Marks panics the tests cause on purpose; they are not printed.
-pub const EXPECTED_PANIC: &str = "expected test panic";
-
-/// Installs (once per test binary) a panic hook that stays quiet for panics
-/// whose message contains [`EXPECTED_PANIC`] and prints every other one.
-pub fn silence_expected_panics() {
-    static INSTALL: Once = Once::new();
-    INSTALL.call_once(|| {
-        let default_hook = panic::take_hook();
-        panic::set_hook(Box::new(move |info| {
-            if !panic_text(info.payload()).contains(EXPECTED_PANIC) {
-                default_hook(info);
-            }
-        }));
-    });
-}
+use shared::XorShift;
+// As with `dead_code` above: each test binary uses a different subset.
+#[allow(unused_imports)]
+pub use shared::{
+    panic_text, scaled, silence_expected_panics, wait_until, with_timeout, DEBUG_SLOWDOWN,
+    EXPECTED_PANIC,
+};
 
 /// A market-data event. Every field is a function of the sequence it was
 /// published at, so a handler can tell a torn, stale or overwritten slot.
@@ -145,12 +74,10 @@ pub fn price_sum(count: i64) -> u64 {
 /// single publishes with batches of 1 to `min(capacity, 32)` events.
 pub fn publish_ticks<W: WaitStrategy>(producer: &mut Producer<Tick, W>, count: i64) {
     let largest_batch = producer.capacity().min(32) as u64;
-    let mut random = 0x9E37_79B9_7F4A_7C15_u64;
+    let mut generator = XorShift::new(0x9E37_79B9_7F4A_7C15);
     let mut published = 0;
     while published < count {
-        random ^= random << 13;
-        random ^= random >> 7;
-        random ^= random << 17;
+        let random = generator.next_u64();
         if random % 3 == 0 {
             let sequence = producer
                 .publish(|tick| tick.fill(published))
