@@ -300,13 +300,16 @@ impl<E, W: WaitStrategy> MultiProducer<E, W> {
     #[inline]
     fn write_and_publish<F: FnMut(&mut E, i64)>(&self, first: i64, last: i64, mut fill: F) {
         let shared = &*self.shared;
-        // Publishes the claimed range even if `fill` panics (see the type docs).
-        let _publish = PublishOnDrop {
+        // Publishes the rest of the claimed range even if `fill` panics (see
+        // the type docs). Each event is stamped as soon as it is filled, so
+        // its store and its stamp's go to the slot's line back to back.
+        let mut publish = PublishOnDrop {
             shared,
             first,
             last,
         };
-        for sequence in first..=last {
+        while publish.first <= last {
+            let sequence = publish.first;
             // SAFETY: invariant 1 — this handle claimed `sequence` (the claim
             // counter hands each sequence to one handle), has not stamped it,
             // and checked every gating sequence is `>= sequence - capacity`.
@@ -315,6 +318,8 @@ impl<E, W: WaitStrategy> MultiProducer<E, W> {
                     .ring
                     .write_claimed(sequence, |event| fill(event, sequence))
             };
+            shared.ring.publish(sequence);
+            publish.first = sequence + 1;
         }
     }
 
@@ -350,7 +355,8 @@ impl<E, W: WaitStrategy> MultiProducer<E, W> {
     }
 }
 
-/// Stamps a claimed range when dropped: after `fill`, or during its panic.
+/// Stamps what is left of a claimed range when dropped: after `fill`, or
+/// during its panic. `first` is the first sequence not yet stamped.
 struct PublishOnDrop<'a, E, W: WaitStrategy> {
     shared: &'a Shared<E, W>,
     first: i64,
@@ -362,7 +368,7 @@ impl<E, W: WaitStrategy> Drop for PublishOnDrop<'_, E, W> {
     fn drop(&mut self) {
         if self.first == self.last {
             self.shared.ring.publish(self.first);
-        } else {
+        } else if self.first < self.last {
             self.shared.ring.publish_range(self.first, self.last);
         }
         self.shared.pipeline.wait.signal_all_when_blocking();

@@ -105,9 +105,14 @@ impl<E, W: WaitStrategy> Producer<E, W> {
         Ok(self.write_and_publish_one(fill))
     }
 
-    /// Claims `count` slots, calls `fill(event, sequence)` for each in order,
-    /// and publishes them together (one release). Returns the last sequence,
-    /// or the last one published before when `count` is 0.
+    /// Claims `count` slots (waiting for room for all of them), calls
+    /// `fill(event, sequence)` for each in order and publishes each as soon
+    /// as it is filled. Returns the last sequence, or the last one published
+    /// before when `count` is 0.
+    ///
+    /// If `fill` panics, the events filled before it stay published and the
+    /// rest of the claim is released: the next publish continues right after
+    /// the last published event, so handlers see no gap.
     ///
     /// ```
     /// # use tickring::{build_single_producer, Yielding};
@@ -237,17 +242,25 @@ impl<E, W: WaitStrategy> Producer<E, W> {
         if count == 0 {
             return last;
         }
-        for sequence in first..=last {
+        let ring = &*self.ring;
+        // Each event is stamped as soon as it is filled: the event's store and
+        // its stamp's go to the slot's line back to back, one visit per line.
+        // (Filling the batch, then stamping it, visits every line twice and
+        // ran at a third of the speed on the batch shape.) The guard moves
+        // the claim past what was published, also when `fill` panics.
+        let mut published = BatchPublished {
+            sequencer: &mut self.sequencer,
+            wait: &*self.pipeline.wait,
+            next: first,
+        };
+        while published.next <= last {
+            let sequence = published.next;
             // SAFETY: invariant 1 — as in `write_and_publish_one`, for every
-            // sequence of the claimed batch.
-            unsafe {
-                self.ring
-                    .write_claimed(sequence, |event| fill(event, sequence))
-            };
+            // sequence of the claimed batch (all of it passed the room check).
+            unsafe { ring.write_claimed(sequence, |event| fill(event, sequence)) };
+            ring.publish(sequence);
+            published.next = sequence + 1;
         }
-        self.ring.publish_range(first, last);
-        self.sequencer.advance(count);
-        self.pipeline.wait.signal_all_when_blocking();
         last
     }
 
@@ -326,6 +339,25 @@ fn wait_for_gate(
         min_gate >= wrap_point
     })?;
     Ok(min_gate)
+}
+
+/// The published part of a batch: on drop (the batch's end, or a panic in
+/// its `fill`), the sequencer moves past it and sleepers are woken. The rest
+/// of the claim, if `fill` panicked, is free again.
+struct BatchPublished<'a, W: WaitStrategy> {
+    sequencer: &'a mut SingleProducerSequencer,
+    wait: &'a W,
+    /// The first sequence not yet published.
+    next: i64,
+}
+
+impl<W: WaitStrategy> Drop for BatchPublished<'_, W> {
+    #[inline]
+    fn drop(&mut self) {
+        let published = self.next - self.sequencer.next();
+        self.sequencer.advance(published);
+        self.wait.signal_all_when_blocking();
+    }
 }
 
 impl<E, W: WaitStrategy> Drop for Producer<E, W> {

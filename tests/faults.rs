@@ -7,6 +7,8 @@
 //!   under `Halt` the producer gets `PublishError::Halted`, and keeps getting
 //!   it at once; under `LogAndSkip` exactly the panicking event is skipped.
 //! - A panicking worker of a pool.
+//! - A producer's `fill` panicking in the middle of a batch: what it filled
+//!   stays published, the rest of the claim is released, no gap follows.
 //! - A handler slower than the producer, through a ring of 2: back-pressure
 //!   (`Full`, `TimedOut`, a blocked `publish`), never an overwritten or lost
 //!   event.
@@ -798,6 +800,69 @@ fn after_a_halt_every_publishing_call_fails_even_with_room() {
 // A handler slower than the producer: back-pressure, never loss
 
 const SLOW_EVENTS: u64 = 2_000;
+
+/// A `fill` that panics in the middle of `batch_publish` (or
+/// `try_batch_publish`): the events filled before it stay published, the rest
+/// of the claim is released, and the next publish continues with no gap, on
+/// a ring of 8 wrapped several times. The handler must see every published
+/// event once, in order, with its value.
+#[test]
+fn a_panicking_batch_fill_keeps_what_it_filled_and_leaves_no_gap() {
+    silence_expected_panics();
+    with_timeout(LIMIT, "a_panicking_batch_fill", || {
+        let (sink, seen) = mpsc::channel::<(i64, u64)>();
+        let mut producer = build_single_producer(8, || 0u64, Yielding::new())
+            .handle_events_with(move |value: &u64, sequence, _| {
+                sink.send((sequence, *value))
+                    .expect("the test is listening");
+            })
+            .build()
+            .expect("build");
+        let mut expected: Vec<(i64, u64)> = Vec::new();
+        for round in 0..12u64 {
+            let first = producer.last_published() + 1;
+            // Panics at the (round % 6)-th of 6 events.
+            let fails_at = (round % 6) as i64;
+            let value = |sequence: i64| 1_000 * round + (sequence - first) as u64;
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let fill = |event: &mut u64, sequence: i64| {
+                    if sequence - first == fails_at {
+                        panic!("{EXPECTED_PANIC}: fill fails at {sequence}");
+                    }
+                    *event = value(sequence);
+                };
+                if round % 2 == 0 {
+                    let _ = producer.batch_publish(6, fill);
+                } else {
+                    // A full ring refuses without calling `fill`; wait for room.
+                    while let Err(TryPublishError::Full) = producer.try_batch_publish(6, fill) {
+                        thread::yield_now();
+                    }
+                }
+            }));
+            assert!(outcome.is_err(), "round {round}: fill should have panicked");
+            assert_eq!(
+                producer.last_published(),
+                first + fails_at - 1,
+                "round {round}: what was filled before the panic is published, no more"
+            );
+            expected.extend((first..first + fails_at).map(|sequence| (sequence, value(sequence))));
+            // The next publish takes the sequence right after.
+            let next = producer
+                .publish(|event| *event = u64::MAX - round)
+                .expect("publish after a panicking fill");
+            assert_eq!(next, first + fails_at, "round {round}: no gap, no reuse");
+            expected.push((next, u64::MAX - round));
+        }
+        let report = producer.shutdown();
+        assert!(report.first_panic().is_none(), "no handler panicked");
+        let got: Vec<(i64, u64)> = seen.try_iter().collect();
+        assert_eq!(
+            got, expected,
+            "every published event once, in order, intact"
+        );
+    });
+}
 
 #[test]
 fn slow_handler_back_pressures_a_single_producer_through_a_ring_of_2() {
