@@ -80,10 +80,11 @@ impl SingleProducerSequencer {
         self.cached_min_gate = min_gate;
     }
 
-    /// Marks `count` sequences as claimed and published.
+    /// Marks every sequence below `next` as claimed and published.
     #[inline]
-    pub(crate) fn advance(&mut self, count: i64) {
-        self.next += count;
+    pub(crate) fn set_next(&mut self, next: i64) {
+        debug_assert!(next >= self.next);
+        self.next = next;
     }
 
     /// Free slots now (reads the gating sequences).
@@ -117,7 +118,7 @@ mod tests {
         let mut sequencer = SingleProducerSequencer::new(4, vec![Arc::clone(&leaf)].into());
         for _ in 0..4 {
             assert!(sequencer.has_room_for(1));
-            sequencer.advance(1);
+            sequencer.set_next(sequencer.next() + 1);
         }
         assert!(!sequencer.has_room_for(1));
         assert_eq!(sequencer.remaining_capacity(), 0);
