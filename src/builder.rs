@@ -601,6 +601,7 @@ where
         }
         if let Some(error) = failure {
             // Pollers built so far would halt on drop anyway; say so first.
+            ring.mark_halted();
             pipeline.halt();
             drop(pollers);
             return Err(error);

@@ -189,6 +189,7 @@ impl<E, W: WaitStrategy> Drop for EventPoller<E, W> {
         if !self.finished {
             // Nobody will advance this poller again: stop the pipeline rather
             // than let the producer and downstream stages wait forever.
+            self.ring.mark_halted();
             self.state.halt();
             self.wait.signal_all_when_blocking();
         }

@@ -314,6 +314,7 @@ fn record_panic<E, W: WaitStrategy>(
     match context.panic_policy {
         PanicPolicy::Halt => {
             report.panic = Some(panic);
+            context.ring.mark_halted();
             context.state.halt();
             context.wait.signal_all_when_blocking();
             true

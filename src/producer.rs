@@ -283,8 +283,8 @@ impl<E, W: WaitStrategy> Producer<E, W> {
     fn try_room(&mut self, count: i64) -> Result<i64, TryPublishError> {
         // `next` is read before the atomic load below (see `wait_for_room`).
         let next = self.sequencer.next();
-        // One read of a line written only at halt or shutdown: stays cached.
-        if self.pipeline.state.is_halted() {
+        // The ring's copy of the halt flag (see `RingBuffer::is_halted`).
+        if self.ring.is_halted() {
             return Err(TryPublishError::Halted);
         }
         if self.sequencer.has_room_for(count) {
@@ -315,7 +315,9 @@ impl<E, W: WaitStrategy> Producer<E, W> {
         timeout: Option<Duration>,
     ) -> Result<i64, PublishError> {
         let next = self.sequencer.next();
-        if self.pipeline.state.is_halted() {
+        // The ring's copy of the halt flag, on the line that holds the mask
+        // and the slots pointer, which every publish reads anyway.
+        if self.ring.is_halted() {
             return Err(PublishError::Halted);
         }
         if !self.sequencer.has_cached_room_for(count) {
