@@ -865,7 +865,13 @@ impl Endpoint for Ends<rtrb::Producer<i64>, rtrb::Consumer<i64>> {
             if let Ok(value) = self.receiver.pop() {
                 return value;
             }
-            assert!(!self.receiver.is_abandoned(), "the other end hung up");
+            if self.receiver.is_abandoned() {
+                // The other end may have pushed its last value just before it
+                // left: the acquire fence pairs with the release of its drop,
+                // so one more pop sees that value.
+                std::sync::atomic::fence(Ordering::Acquire);
+                return self.receiver.pop().expect("the other end hung up");
+            }
             backoff.snooze();
         }
     }
