@@ -59,6 +59,9 @@ impl PipelineState {
         self.inner.halted.load(Ordering::Relaxed)
     }
 
+    /// Halts the pipeline. Every caller also sets the ring's copy of the flag
+    /// (`RingBuffer::mark_halted`), which the single producer reads on every
+    /// publish.
     pub(crate) fn halt(&self) {
         // Relaxed: see `is_halted`.
         self.inner.halted.store(true, Ordering::Relaxed);
