@@ -1,12 +1,13 @@
 //! Core pinning over `core_affinity`, with errors instead of silent failure.
 
+use crate::error::PinError;
+
 /// The ids of the cores this machine has online, sorted. Empty when the
 /// platform cannot tell.
 ///
-/// On Linux this is `/sys/devices/system/cpu/online`: the machine's cores,
-/// not the calling thread's affinity mask, so a producer thread that pinned
-/// itself can still build handlers pinned elsewhere. A core outside the
-/// process's CPU set (taskset, cgroups) is listed here; pinning to it fails
+/// On Linux this is `/sys/devices/system/cpu/online`: the machine's cores.
+/// A core listed here but outside the process's allowed CPU set (taskset,
+/// cgroups; see [`allowed_cores`]) cannot be pinned: `build()` refuses it
 /// with [`BuildError::PinFailed`](crate::BuildError::PinFailed).
 ///
 /// ```
@@ -14,25 +15,87 @@
 /// assert!(cores.windows(2).all(|pair| pair[0] < pair[1]));
 /// ```
 pub fn available_cores() -> Vec<usize> {
-    let mut ids = online_cores().unwrap_or_else(|| {
-        core_affinity::get_core_ids()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|core| core.id)
-            .collect()
-    });
+    sorted(online_cores().unwrap_or_else(affinity_of_calling_thread))
+}
+
+/// The ids of the cores this process may run on, sorted: its CPU affinity
+/// mask as the operator set it (`taskset`, cgroups' cpuset).
+///
+/// On Linux this is the process's `Cpus_allowed_list` (the main thread's
+/// mask, as `sched_getaffinity(pid)` reports it), so a producer thread that
+/// pinned itself can still build handlers pinned elsewhere. Elsewhere it is
+/// the calling thread's mask.
+///
+/// ```
+/// let allowed = tickring::allowed_cores();
+/// assert!(allowed.iter().all(|core| tickring::available_cores().contains(core)));
+/// ```
+pub fn allowed_cores() -> Vec<usize> {
+    sorted(process_cpus_allowed().unwrap_or_else(affinity_of_calling_thread))
+}
+
+/// Pins the calling thread to core `id`.
+///
+/// Handlers are pinned with the builder's `pin_at_core`; this is for the
+/// producer's own thread. Threads inherit their creator's affinity, so pin
+/// the producer *after* `build()` if its handlers are not pinned themselves.
+///
+/// # Errors
+///
+/// [`PinError::NotAllowed`] when `id` is not in [`allowed_cores`] (any id
+/// this machine does not have, `usize::MAX` included), and
+/// [`PinError::Refused`] when the operating system refuses.
+///
+/// ```
+/// use tickring::{pin_current_thread, PinError};
+///
+/// assert!(matches!(pin_current_thread(usize::MAX), Err(PinError::NotAllowed { .. })));
+/// ```
+pub fn pin_current_thread(id: usize) -> Result<(), PinError> {
+    let allowed = allowed_cores();
+    if !allowed.contains(&id) {
+        return Err(PinError::NotAllowed { core: id, allowed });
+    }
+    // `core_affinity` fills a fixed `cpu_set_t` (1,024 cores on Linux) and
+    // panics past it, inside a function that cannot unwind: refuse first.
+    if id >= CPU_SET_CORES {
+        return Err(PinError::Refused { core: id });
+    }
+    if core_affinity::set_for_current(core_affinity::CoreId { id }) {
+        Ok(())
+    } else {
+        Err(PinError::Refused { core: id })
+    }
+}
+
+/// The cores a `cpu_set_t` holds on Linux (`CPU_SETSIZE`).
+const CPU_SET_CORES: usize = 1024;
+
+fn sorted(mut ids: Vec<usize>) -> Vec<usize> {
     ids.sort_unstable();
     ids.dedup();
     ids
 }
 
-/// Pins the calling thread to core `id`; returns whether the OS agreed.
-///
-/// Handlers are pinned with the builder's `pin_at_core`; this is for the
-/// producer's own thread. Threads inherit their creator's affinity, so pin
-/// the producer *after* `build()` if its handlers are not pinned themselves.
-pub fn pin_current_thread(id: usize) -> bool {
-    core_affinity::set_for_current(core_affinity::CoreId { id })
+fn affinity_of_calling_thread() -> Vec<usize> {
+    core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|core| core.id)
+        .collect()
+}
+
+/// The process's allowed CPU list from `/proc/self/status`.
+fn process_cpus_allowed() -> Option<Vec<usize>> {
+    // Miri isolates the file system; it answers the affinity query instead.
+    if !cfg!(target_os = "linux") || cfg!(miri) {
+        return None;
+    }
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let list = status
+        .lines()
+        .find_map(|line| line.strip_prefix("Cpus_allowed_list:"))?;
+    parse_cpu_list(list)
 }
 
 /// Parses the kernel's online CPU list, e.g. `0-3,6,8-9`.
@@ -62,7 +125,7 @@ fn parse_cpu_list(list: &str) -> Option<Vec<usize>> {
     (!cores.is_empty()).then_some(cores)
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(tickring_loom)))]
 mod tests {
     use super::parse_cpu_list;
 

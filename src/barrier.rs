@@ -1,107 +1,138 @@
-//! `SequenceBarrier`: where a handler waits for its next events.
+//! `SequenceBarrier`: where a participant waits for its next events.
 //!
-//! A first-stage handler waits for events to be *published*: it reads the
-//! stamps in the slots themselves (see `ring_buffer.rs`), so its wait and its
-//! read of the event touch the same cache line. A later stage waits for its
-//! upstream stage: the minimum of the upstream handlers' sequences, cached so
-//! that a batch costs one read of them.
+//! A first-stage participant waits for events to be *published*: it reads
+//! the stamps in the slots themselves (see `ring_buffer.rs`), so its wait and
+//! its read of the event touch the same cache line. A later stage waits for
+//! its upstream stage: the minimum of the upstream sequences, cached so that
+//! a batch costs one read of them.
 //!
-//! Either way the barrier returns the highest available sequence, so the
-//! handler takes the whole batch at once, and it reports the pipeline's end:
-//! a halt (a handler panicked under `PanicPolicy::Halt`) at once, a shutdown
+//! Either way the barrier hands out a [`Readable`] range — the only way to
+//! read a slot — and reports the pipeline's end: a halt at once, a shutdown
 //! only after everything published before it has gone past.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::pipeline::PipelineState;
-use crate::ring_buffer::RingBuffer;
+use crate::ring_buffer::{Readable, RingBuffer};
 use crate::sequence::{min_sequence, Sequence};
+use crate::shared::Shared;
 use crate::wait::WaitStrategy;
 
 /// Why a wait ended without events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum WaitOutcome {
-    /// The handler's timeout passed.
+    /// The participant's timeout passed.
     TimedOut,
     /// Shut down, and every event published before the shutdown is past.
     Drained,
-    /// A handler halted the pipeline.
+    /// The pipeline halted.
     Halted,
 }
 
-pub(crate) struct SequenceBarrier<E, W> {
-    ring: Arc<RingBuffer<E>>,
-    wait: Arc<W>,
-    state: Arc<PipelineState>,
-    /// Upstream handlers' sequences; empty for a first stage (gate on stamps).
+/// What a barrier found available: the range handed out (at most `limit`),
+/// and how far the backlog it saw reaches (for `on_batch_start`).
+#[derive(Debug)]
+pub(crate) struct Batch {
+    pub(crate) readable: Readable,
+    pub(crate) available: i64,
+}
+
+#[derive(Debug)]
+pub(crate) struct SequenceBarrier {
+    /// Upstream sequences; empty for a first stage (gate on stamps).
     dependencies: Box<[Arc<Sequence>]>,
     /// The last upstream minimum seen: no re-read while it covers the request.
     cached_available: i64,
 }
 
-impl<E, W: WaitStrategy> SequenceBarrier<E, W> {
-    pub(crate) fn new(
-        ring: Arc<RingBuffer<E>>,
-        wait: Arc<W>,
-        state: Arc<PipelineState>,
-        dependencies: Box<[Arc<Sequence>]>,
-    ) -> Self {
+impl SequenceBarrier {
+    pub(crate) fn new(dependencies: Box<[Arc<Sequence>]>) -> Self {
         Self {
-            ring,
-            wait,
-            state,
             dependencies,
-            cached_available: crate::sequence::INITIAL_SEQUENCE,
+            cached_available: -1,
         }
     }
 
-    /// Waits until sequence `next` is available and returns the highest
-    /// available sequence (at least `next`), or why there is none. A first
-    /// stage scans the stamps no further than `limit`.
+    /// Whether this barrier gates on upstream participants (not on stamps).
+    pub(crate) fn has_dependencies(&self) -> bool {
+        !self.dependencies.is_empty()
+    }
+
+    /// The highest available sequence from `next` on (`next - 1`: none); a
+    /// first stage scans the stamps no further than `limit`.
     #[inline]
-    pub(crate) fn wait_for(
+    fn available<E>(&mut self, ring: &RingBuffer<E>, next: i64, limit: i64) -> i64 {
+        if self.dependencies.is_empty() {
+            ring.available_up_to(next, limit)
+        } else {
+            if self.cached_available < next {
+                self.cached_available = min_sequence(&self.dependencies, i64::MAX);
+            }
+            self.cached_available
+        }
+    }
+
+    /// Events `next..` available now, at most up to `limit`, without waiting.
+    /// `next` must be one past the caller's own sequence.
+    #[inline]
+    pub(crate) fn try_batch<E>(
         &mut self,
+        ring: &RingBuffer<E>,
+        next: i64,
+        limit: i64,
+    ) -> Option<Batch> {
+        let available = self.available(ring, next, limit);
+        if available < next {
+            return None;
+        }
+        // SAFETY: invariant 2 — every sequence up to `available` has its stamp
+        // acquired (first stage: `available_up_to` scanned them in order) or
+        // is passed by every upstream sequence (acquired in `min_sequence`);
+        // the caller's own sequence is `next - 1` and it stores a new one only
+        // after dropping the batch (see `processor.rs` and `poller.rs`).
+        let readable = unsafe { Readable::new(next, available.min(limit)) };
+        Some(Batch {
+            readable,
+            available,
+        })
+    }
+
+    /// Waits until `next` is available and returns the batch from `next` (at
+    /// most up to `limit`), or why there is none.
+    #[inline]
+    pub(crate) fn wait_for<E, W: WaitStrategy>(
+        &mut self,
+        shared: &Shared<E, W>,
         next: i64,
         limit: i64,
         timeout: Option<Duration>,
-    ) -> Result<i64, WaitOutcome> {
-        let Self {
-            ring,
-            wait,
-            state,
-            dependencies,
-            cached_available,
-        } = self;
-        let mut available = || {
-            if dependencies.is_empty() {
-                ring.available_up_to(next, limit)
-            } else {
-                if *cached_available < next {
-                    *cached_available = min_sequence(dependencies, i64::MAX);
-                }
-                *cached_available
-            }
-        };
-        let first_look = available();
-        if first_look >= next {
-            return Ok(first_look);
+    ) -> Result<Batch, WaitOutcome> {
+        if let Some(batch) = self.try_batch(&shared.ring, next, limit) {
+            return Ok(batch);
         }
-        wait.wait_until(timeout, || {
-            let available = available();
-            if available >= next {
-                return Some(Ok(available));
-            }
-            if state.is_halted() {
-                return Some(Err(WaitOutcome::Halted));
-            }
-            // Everything up to `shutdown_at` was published before it was set
-            // (acquire), so `next` past it means nothing more will come.
-            if next > state.shutdown_at() {
-                return Some(Err(WaitOutcome::Drained));
-            }
-            None
-        })
-        .unwrap_or(Err(WaitOutcome::TimedOut))
+        let ring = &shared.ring;
+        shared
+            .wait
+            .wait_until(timeout, || {
+                if let Some(batch) = self.try_batch(ring, next, limit) {
+                    return Some(Ok(batch));
+                }
+                self.end_of_stream(ring, next).map(Err)
+            })
+            .unwrap_or(Err(WaitOutcome::TimedOut))
+    }
+
+    /// With nothing available at `next`: whether nothing more will come.
+    #[inline]
+    pub(crate) fn end_of_stream<E>(&self, ring: &RingBuffer<E>, next: i64) -> Option<WaitOutcome> {
+        if ring.state.is_halted() {
+            return Some(WaitOutcome::Halted);
+        }
+        // Everything up to `shutdown_at` was published before it was set
+        // (acquire), so `next` past it means nothing more will come.
+        if next > ring.state.shutdown_at() {
+            return Some(WaitOutcome::Drained);
+        }
+        None
     }
 }

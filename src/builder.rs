@@ -1,23 +1,53 @@
-//! The DSL that describes a pipeline: stages of handlers, each stage gated on
-//! the one before, per-handler threads, pinning and batch limits. `build()`
-//! validates everything into a [`BuildError`] before a thread starts.
+//! The DSL that describes a pipeline: stages of participants, each stage
+//! gated on the one before, per-handler threads, pinning and batch limits.
 //!
 //! ```text
 //! build_single_producer(size, factory, wait)   // or build_multi_producer
+//!     .thread_name("decode")            // options configure the NEXT participant
 //!     .handle_events_mut(decode)        // stage 0: alone, may write events
 //!     .and_then()
 //!     .handle_events_with(book)         // stage 1: these two run in parallel
+//!     .pin_at_core(1)
 //!     .handle_events_with(risk)
 //!     .and_then()
 //!     .handle_events_with(strategy)     // stage 2: after both of stage 1
 //!     .build()?
+//! ```
+//!
+//! Per-participant options come *before* the participant they configure, as
+//! in the `disruptor` crate, and the builder's types refuse what would
+//! configure nothing: an option must be followed by a participant, and
+//! `and_then()` and `build()` exist only once the current stage has one.
+//!
+//! ```compile_fail
+//! use tickring::{build_single_producer, Yielding};
+//! // No handler: `build` does not exist yet.
+//! let producer = build_single_producer(8, || 0u8, Yielding::new()).build();
+//! ```
+//!
+//! ```compile_fail
+//! use tickring::{build_single_producer, Yielding};
+//! // A trailing option configures nothing: `build` does not exist after it.
+//! let producer = build_single_producer(8, || 0u8, Yielding::new())
+//!     .handle_events_with(|_: &u8, _, _| {})
+//!     .pin_at_core(0)
+//!     .build();
+//! ```
+//!
+//! ```compile_fail
+//! use tickring::{build_single_producer, Yielding};
+//! // An empty stage: `and_then` needs a handler in the current stage.
+//! let producer = build_single_producer(8, || 0u8, Yielding::new())
+//!     .handle_events_with(|_: &u8, _, _| {})
+//!     .and_then()
+//!     .and_then();
 //! ```
 
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::affinity::{available_cores, pin_current_thread};
+use crate::affinity::{allowed_cores, available_cores};
 use crate::barrier::SequenceBarrier;
 use crate::error::BuildError;
 use crate::handler::{EventHandler, MutEventHandler};
@@ -25,18 +55,19 @@ use crate::loom::sync::atomic::AtomicI64;
 use crate::loom::sync::mpsc;
 use crate::loom::thread;
 use crate::multi_producer::MultiProducer;
-use crate::pipeline::{Participant, Pipeline, PipelineState};
+use crate::pipeline::{Participant, Pipeline};
 use crate::poller::EventPoller;
 use crate::processor::{
-    guarded, run, run_worker, Consume, ProcessorContext, Reader, WorkClaim, Writer,
+    run, run_worker, thread_main, ProcessorContext, Reader, Readiness, WorkClaim, Writer,
 };
 use crate::producer::Producer;
 use crate::report::{HandlerReport, PanicPolicy};
-use crate::ring_buffer::RingBuffer;
+use crate::ring_buffer::{RingBuffer, SoleWriter};
 use crate::sequence::Sequence;
 use crate::sequencer::multi::MultiProducerSequencer;
 use crate::sequencer::single::SingleProducerSequencer;
 use crate::sequencer::FullRingWait;
+use crate::shared::Shared;
 use crate::wait::WaitStrategy;
 
 /// The default `max_batch_size`: a handler releases the slots it finished at
@@ -53,14 +84,32 @@ pub mod producer_kind {
     pub struct Multi;
 }
 
+/// Marker types: what a [`Builder`] may do next.
+pub mod builder_state {
+    /// The current stage has no participant yet: add one before `and_then()`
+    /// or `build()`.
+    #[derive(Debug)]
+    pub struct NeedsParticipant;
+    /// The current stage has a participant: `and_then()` and `build()` exist.
+    #[derive(Debug)]
+    pub struct Ready;
+    /// An option waits for the participant it configures.
+    #[derive(Debug)]
+    pub struct Configuring;
+}
+
+use builder_state::{Configuring, NeedsParticipant, Ready};
+
 /// Starts describing a pipeline with one producer.
 ///
-/// `size` is the number of slots (a power of two); `factory` makes every
-/// event up front, so no allocation happens once `build()` returns; `wait`
-/// is how handlers wait for events.
+/// `size` is the number of slots (a power of two, at most
+/// [`MAX_RING_SIZE`](crate::MAX_RING_SIZE)); `factory` makes every event up
+/// front (here, on the calling thread), so no allocation happens once
+/// `build()` returns; `wait` is how handlers wait for events. A bad `size`
+/// is reported by `build()`.
 ///
 /// ```
-/// use tickring::{build_single_producer, Yielding};
+/// use tickring::{build_single_producer, EventProducer, Yielding};
 ///
 /// let mut producer = build_single_producer(1024, || [0u8; 64], Yielding::new())
 ///     .handle_events_with(|event: &[u8; 64], _sequence, _end_of_batch| {
@@ -76,22 +125,20 @@ pub fn build_single_producer<E, F, W>(
     size: usize,
     factory: F,
     wait: W,
-) -> Builder<E, W, producer_kind::Single>
+) -> Builder<E, W, producer_kind::Single, NeedsParticipant>
 where
     E: Send + Sync + 'static,
-    F: FnMut() -> E + 'static,
+    F: FnMut() -> E,
     W: WaitStrategy,
 {
-    Builder::new(size, Box::new(factory), wait)
+    Builder::new(size, factory, wait)
 }
 
 /// Starts describing a pipeline that any number of threads publish into,
 /// each through its own clone of the [`MultiProducer`] handle.
 ///
-/// Any power-of-two size works, from 1 upward.
-///
 /// ```
-/// use tickring::{build_multi_producer, Yielding};
+/// use tickring::{build_multi_producer, EventProducer, Yielding};
 ///
 /// let producer = build_multi_producer(8, || (0u32, 0u64), Yielding::new())
 ///     .handle_events_with(|_event: &(u32, u64), _, _| {})
@@ -117,126 +164,122 @@ pub fn build_multi_producer<E, F, W>(
     size: usize,
     factory: F,
     wait: W,
-) -> Builder<E, W, producer_kind::Multi>
+) -> Builder<E, W, producer_kind::Multi, NeedsParticipant>
 where
     E: Send + Sync + 'static,
-    F: FnMut() -> E + 'static,
+    F: FnMut() -> E,
     W: WaitStrategy,
 {
-    Builder::new(size, Box::new(factory), wait)
+    Builder::new(size, factory, wait)
 }
 
 /// The thread body of one handler, made where its type is known so the
 /// batch loop is monomorphized; boxed only to sit in the builder's list.
-type HandlerBody<E, W> = Box<dyn FnOnce(ProcessorContext<E, W>, Started) -> HandlerReport + Send>;
+type HandlerBody<E, W> =
+    Box<dyn FnOnce(ProcessorContext<E, W>, Readiness, Option<usize>) -> HandlerReport + Send>;
 
-/// How a handler's thread tells `build()` it is ready (pinned, created,
-/// `on_start` done) or why not.
-type Started = mpsc::Sender<Result<(), BuildError>>;
-
-enum Role<E, W> {
-    /// A handler or worker on a thread of its own.
-    Thread(HandlerBody<E, W>),
-    /// A poller, driven by the caller's thread.
-    Poller,
+/// The options given since the last participant; the next one takes them.
+#[derive(Debug, Default, Clone)]
+struct Options {
+    name: Option<String>,
+    core: Option<usize>,
+    max_batch_size: Option<usize>,
+    timeout: Option<Duration>,
 }
 
 struct ParticipantSpec<E, W> {
-    name: Option<String>,
+    name: String,
     core: Option<usize>,
-    max_batch_size: usize,
+    /// At least 1 and at most the capacity (a zero is a misuse).
+    max_batch_size: i64,
     timeout: Option<Duration>,
     mutable: bool,
-    role: Role<E, W>,
+    sequence: Arc<Sequence>,
+    /// `None` for a poller: it has no thread.
+    body: Option<HandlerBody<E, W>>,
+}
+
+/// Halts the pipeline if the builder is dropped (or fails) before `build()`
+/// succeeds, so a poller taken from it reports `Halted` instead of `Idle`
+/// forever.
+struct HaltUnlessBuilt<E, W: WaitStrategy>(Option<Arc<Shared<E, W>>>);
+
+impl<E, W: WaitStrategy> Drop for HaltUnlessBuilt<E, W> {
+    fn drop(&mut self) {
+        if let Some(shared) = self.0.take() {
+            shared.halt();
+        }
+    }
+}
+
+/// What `build()` assembled, before it becomes a producer.
+struct Assembled<E, W> {
+    pipeline: Pipeline<E, W>,
+    /// The last stage's sequences: the producer may not lap them.
+    gating_sequences: Box<[Arc<Sequence>]>,
+    full_ring_wait: FullRingWait,
 }
 
 /// A pipeline being described; see [`build_single_producer`] and
-/// [`build_multi_producer`].
-pub struct Builder<E, W, K = producer_kind::Single> {
-    size: usize,
-    factory: Box<dyn FnMut() -> E>,
-    wait: W,
+/// [`build_multi_producer`]. `K` is the producer kind, `S` what may come
+/// next ([`builder_state`]).
+#[must_use = "a builder does nothing until build()"]
+pub struct Builder<E, W: WaitStrategy, K, S> {
+    shared: Arc<Shared<E, W>>,
+    /// Why the ring could not be made, reported by `build()`.
+    size_error: Option<BuildError>,
     /// Stages in order; participants within a stage run in parallel.
     stages: Vec<Vec<ParticipantSpec<E, W>>>,
+    pending: Options,
     /// The first misuse of the DSL, reported by `build()`.
     misuse: Option<BuildError>,
     panic_policy: PanicPolicy,
     full_ring_wait: FullRingWait,
-    kind: PhantomData<K>,
+    unbuilt: HaltUnlessBuilt<E, W>,
+    marker: PhantomData<(K, S)>,
 }
 
-/// What `build()` assembled, before it becomes a producer.
-struct Assembled<E, W: WaitStrategy> {
-    ring: Arc<RingBuffer<E>>,
-    pipeline: Pipeline<W>,
-    /// The last stage's sequences: the producer may not lap them.
-    gating_sequences: Box<[Arc<Sequence>]>,
-    pollers: Vec<EventPoller<E, W>>,
-    full_ring_wait: FullRingWait,
-}
-
-impl<E, W> Builder<E, W, producer_kind::Single>
+impl<E, W, K> Builder<E, W, K, NeedsParticipant>
 where
     E: Send + Sync + 'static,
     W: WaitStrategy,
 {
-    /// Validates the pipeline, allocates and fills the ring, starts every
-    /// handler's thread (pinned, named, `on_start` run) and returns the
-    /// producer. Nothing is left running if the configuration is invalid.
-    pub fn build(self) -> Result<Producer<E, W>, BuildError> {
-        let parts = self.assemble()?;
-        let sequencer = SingleProducerSequencer::new(parts.ring.capacity(), parts.gating_sequences);
-        Ok(Producer::new(
-            parts.ring,
-            sequencer,
-            parts.pipeline,
-            parts.pollers,
-            parts.full_ring_wait,
-        ))
-    }
-}
-
-impl<E, W> Builder<E, W, producer_kind::Multi>
-where
-    E: Send + Sync + 'static,
-    W: WaitStrategy,
-{
-    /// As the single-producer `build()`, returning the first handle of a
-    /// multi-producer pipeline; clone it for each publishing thread.
-    pub fn build(self) -> Result<MultiProducer<E, W>, BuildError> {
-        let parts = self.assemble()?;
-        let sequencer = MultiProducerSequencer::new(parts.ring.capacity(), parts.gating_sequences);
-        Ok(MultiProducer::new(
-            parts.ring,
-            sequencer,
-            parts.pipeline,
-            parts.pollers,
-            parts.full_ring_wait,
-        ))
-    }
-}
-
-impl<E, W, K> Builder<E, W, K>
-where
-    E: Send + Sync + 'static,
-    W: WaitStrategy,
-{
-    fn new(size: usize, factory: Box<dyn FnMut() -> E>, wait: W) -> Self {
+    fn new(size: usize, mut factory: impl FnMut() -> E, wait: W) -> Self {
+        let (ring, size_error) = match RingBuffer::new(size, &mut factory) {
+            Ok(ring) => (ring, None),
+            // A one-slot stand-in, halted at once: pollers taken from this
+            // builder report `Halted`, and `build()` reports the error.
+            Err(error) => (
+                RingBuffer::new(1, &mut factory).expect("one slot is a valid size"),
+                Some(error),
+            ),
+        };
+        let shared = Arc::new(Shared::new(ring, wait));
+        if size_error.is_some() {
+            shared.halt();
+        }
         Self {
-            size,
-            factory,
-            wait,
+            unbuilt: HaltUnlessBuilt(Some(Arc::clone(&shared))),
+            shared,
+            size_error,
             stages: vec![Vec::new()],
+            pending: Options::default(),
             misuse: None,
             panic_policy: PanicPolicy::default(),
             full_ring_wait: FullRingWait::default(),
-            kind: PhantomData,
+            marker: PhantomData,
         }
     }
+}
 
+impl<E, W, K, S> Builder<E, W, K, S>
+where
+    E: Send + Sync + 'static,
+    W: WaitStrategy,
+{
     /// Adds a closure handler to the current stage: `|event, sequence,
     /// end_of_batch|`. Handlers in one stage see every event, in parallel.
-    pub fn handle_events_with<F>(self, handler: F) -> Self
+    pub fn handle_events_with<F>(self, handler: F) -> Builder<E, W, K, Ready>
     where
         F: FnMut(&E, i64, bool) + Send + 'static,
     {
@@ -244,12 +287,12 @@ where
     }
 
     /// Adds an [`EventHandler`] to the current stage.
-    pub fn handle_events_with_handler<H>(self, handler: H) -> Self
+    pub fn handle_events_with_handler<H>(self, handler: H) -> Builder<E, W, K, Ready>
     where
         H: EventHandler<E> + Send + 'static,
     {
-        self.push_thread(false, move |context, started| {
-            start_and_run(context, started, move || Reader(handler), run)
+        self.push_thread(false, move |context, readiness, core| {
+            thread_main(context, readiness, core, move |_| Reader(handler), run)
         })
     }
 
@@ -270,20 +313,20 @@ where
     /// # drop(producer);
     /// # Ok::<(), tickring::BuildError>(())
     /// ```
-    pub fn handle_events_with_factory<H, M>(self, make: M) -> Self
+    pub fn handle_events_with_factory<H, M>(self, make: M) -> Builder<E, W, K, Ready>
     where
         H: EventHandler<E> + 'static,
         M: FnOnce() -> H + Send + 'static,
     {
-        self.push_thread(false, move |context, started| {
-            start_and_run(context, started, move || Reader(make()), run)
+        self.push_thread(false, move |context, readiness, core| {
+            thread_main(context, readiness, core, move |_| Reader(make()), run)
         })
     }
 
     /// Adds a closure that may modify events: `|event: &mut E, sequence,
-    /// end_of_batch|`. It must be alone in its stage; the stages after it see
-    /// what it wrote.
-    pub fn handle_events_mut<F>(self, handler: F) -> Self
+    /// end_of_batch|`. It must be alone in its stage (`build()` checks); the
+    /// stages after it see what it wrote.
+    pub fn handle_events_mut<F>(self, handler: F) -> Builder<E, W, K, Ready>
     where
         F: FnMut(&mut E, i64, bool) + Send + 'static,
     {
@@ -291,34 +334,45 @@ where
     }
 
     /// Adds a [`MutEventHandler`]; it must be alone in its stage.
-    pub fn handle_events_mut_handler<H>(self, handler: H) -> Self
+    pub fn handle_events_mut_handler<H>(self, handler: H) -> Builder<E, W, K, Ready>
     where
         H: MutEventHandler<E> + Send + 'static,
     {
-        self.push_thread(true, move |context, started| {
-            start_and_run(context, started, move || Writer(handler), run)
-        })
+        self.handle_events_mut_with_factory(move || handler)
     }
 
     /// Adds a [`MutEventHandler`] created on its own thread by `make`.
-    pub fn handle_events_mut_with_factory<H, M>(self, make: M) -> Self
+    pub fn handle_events_mut_with_factory<H, M>(self, make: M) -> Builder<E, W, K, Ready>
     where
         H: MutEventHandler<E> + 'static,
         M: FnOnce() -> H + Send + 'static,
     {
-        self.push_thread(true, move |context, started| {
-            start_and_run(context, started, move || Writer(make()), run)
+        self.push_thread(true, move |context, readiness, core| {
+            thread_main(
+                context,
+                readiness,
+                core,
+                move |context| Writer {
+                    handler: make(),
+                    sole: context
+                        .sole_writer
+                        .take()
+                        .expect("build() proves every mutable handler alone in its stage"),
+                },
+                run,
+            )
         })
     }
 
     /// Adds a worker pool to the current stage: each event goes to exactly
     /// one of the workers (whichever is free), each on its own thread. The
-    /// next stage is gated on the whole pool. Per-handler options after this
-    /// call configure the last worker.
+    /// next stage is gated on the whole pool. Options given before it
+    /// configure every worker; a `thread_name` gets a `-<n>` suffix per
+    /// worker. An empty pool is a [`BuildError::EmptyWorkerPool`].
     ///
     /// ```
     /// use std::sync::{Arc, atomic::{AtomicU64, Ordering}};
-    /// use tickring::{build_single_producer, Yielding};
+    /// use tickring::{build_single_producer, EventProducer, Yielding};
     ///
     /// let handled = Arc::new(AtomicU64::new(0));
     /// let workers: Vec<_> = (0..2)
@@ -330,91 +384,122 @@ where
     ///     })
     ///     .collect();
     /// let mut producer = build_single_producer(64, || 0u64, Yielding::new())
+    ///     .thread_name("orders")
     ///     .handle_events_with_workers(workers)
     ///     .build()?;
     /// for order in 0..1_000 {
     ///     producer.publish(|event| *event = order)?;
     /// }
-    /// producer.shutdown();
+    /// let report = producer.shutdown();
+    /// assert_eq!(report.handlers[1].name, "orders-1");
     /// assert_eq!(handled.load(Ordering::Relaxed), 1_000); // once each, not twice
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn handle_events_with_workers<H, I>(mut self, workers: I) -> Self
+    pub fn handle_events_with_workers<H, I>(mut self, workers: I) -> Builder<E, W, K, Ready>
     where
         H: EventHandler<E> + Send + 'static,
         I: IntoIterator<Item = H>,
     {
+        let options = std::mem::take(&mut self.pending);
         let work: Arc<WorkClaim> = Arc::new(WorkClaim::new(AtomicI64::new(0)));
-        let mut any = false;
-        for worker in workers {
-            any = true;
+        let mut count = 0;
+        for (index, worker) in workers.into_iter().enumerate() {
+            count += 1;
             let work = Arc::clone(&work);
-            self = self.push_thread(false, move |context, started| {
-                start_and_run(
-                    context,
-                    started,
-                    move || Reader(worker),
-                    |context, consumer| run_worker(context, &work, consumer),
-                )
-            });
+            let mut worker_options = options.clone();
+            worker_options.name = options.name.as_ref().map(|name| format!("{name}-{index}"));
+            self.pending = worker_options;
+            self = self
+                .push_thread(false, move |context, readiness, core| {
+                    thread_main(
+                        context,
+                        readiness,
+                        core,
+                        move |_| Reader(worker),
+                        |context, consumer| run_worker(context, &work, consumer),
+                    )
+                })
+                .retype();
         }
-        if !any {
+        if count == 0 {
             let stage = self.stages.len() - 1;
             self.misuse
                 .get_or_insert(BuildError::EmptyWorkerPool { stage });
         }
-        self
+        self.retype()
     }
 
-    /// Adds an [`EventPoller`] named `name` to the current stage: a
+    /// Adds an [`EventPoller`] to the current stage and returns it: a
     /// participant with no thread, consumed by calling `poll` from the
-    /// caller's own loop. Take it with the producer's `take_poller(name)`.
-    pub fn add_poller(mut self, name: impl Into<String>) -> Self {
-        let stage = self
-            .stages
-            .last_mut()
-            .expect("there is always a current stage");
-        stage.push(ParticipantSpec {
-            name: Some(name.into()),
-            core: None,
-            max_batch_size: DEFAULT_MAX_BATCH_SIZE,
-            timeout: None,
-            mutable: false,
-            role: Role::Poller,
-        });
-        self
+    /// caller's own loop. Options before it may name it (`thread_name`) and
+    /// bound its batches (`max_batch_size`); `pin_at_core` and
+    /// `wait_timeout` do not apply ([`BuildError::OptionNotForPoller`]).
+    ///
+    /// Until `build()` succeeds the poller sees nothing; if `build()` fails
+    /// or the builder is dropped, it reports [`PollState::Halted`](crate::PollState::Halted).
+    pub fn event_poller(mut self) -> (EventPoller<E, W>, Builder<E, W, K, Ready>) {
+        let options = std::mem::take(&mut self.pending);
+        let (stage, position) = (
+            self.stages.len() - 1,
+            self.stages.last().map_or(0, Vec::len),
+        );
+        let name = options
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("tickring-{stage}-{position}"));
+        let option = match (options.core, options.timeout) {
+            (Some(_), _) => Some("pin_at_core"),
+            (_, Some(_)) => Some("wait_timeout"),
+            _ => None,
+        };
+        if let Some(option) = option {
+            self.misuse.get_or_insert(BuildError::OptionNotForPoller {
+                option,
+                poller: name.clone(),
+            });
+        }
+        let (sequence, max_batch_size) = self.push_spec(name.clone(), options, false, None);
+        let poller = EventPoller::new(
+            name,
+            Arc::clone(&self.shared),
+            SequenceBarrier::new(self.upstream_sequences()),
+            sequence,
+            max_batch_size,
+            stage,
+        );
+        (poller, self.retype())
     }
 
-    /// Starts a new stage: the participants added next see an event only
-    /// after every participant of the current stage has finished with it.
-    pub fn and_then(mut self) -> Self {
-        self.stages.push(Vec::new());
-        self
+    /// Pins the next participant's thread to core `id` (one of
+    /// [`allowed_cores`](crate::allowed_cores)); `build()` refuses a core the
+    /// machine does not have or the process may not use.
+    pub fn pin_at_core(mut self, id: usize) -> Builder<E, W, K, Configuring> {
+        self.pending.core = Some(id);
+        self.retype()
     }
 
-    /// Pins the last added handler's thread to core `id`
-    /// ([`available_cores`](crate::available_cores) lists them).
-    pub fn pin_at_core(self, id: usize) -> Self {
-        self.configure_last("pin_at_core", |spec| spec.core = Some(id))
-    }
-
-    /// Names the last added handler's thread (default `tickring-<stage>-<n>`);
+    /// Names the next participant's thread (default `tickring-<stage>-<n>`);
     /// the name also labels it in reports and lags.
-    pub fn thread_name(self, name: impl Into<String>) -> Self {
-        let name = name.into();
-        self.configure_last("thread_name", |spec| spec.name = Some(name))
+    pub fn thread_name(mut self, name: impl Into<String>) -> Builder<E, W, K, Configuring> {
+        self.pending.name = Some(name.into());
+        self.retype()
     }
 
-    /// Caps how many events the last added handler (or poller) takes in one
-    /// batch before releasing them (default [`DEFAULT_MAX_BATCH_SIZE`]).
-    pub fn max_batch_size(self, events: usize) -> Self {
-        self.configure_last("max_batch_size", |spec| spec.max_batch_size = events)
+    /// Caps how many events the next participant takes in one batch before
+    /// releasing them (default [`DEFAULT_MAX_BATCH_SIZE`]). Any value from 1
+    /// works; values above the ring's capacity act as the capacity. Zero is
+    /// a [`BuildError::InvalidMaxBatchSize`].
+    pub fn max_batch_size(mut self, events: usize) -> Builder<E, W, K, Configuring> {
+        self.pending.max_batch_size = Some(events);
+        self.retype()
     }
 
-    /// Calls the last added handler's `on_timeout` whenever it has waited
-    /// `timeout` for an event; it then waits again.
-    pub fn wait_timeout(self, timeout: Duration) -> Self {
-        self.configure_last("wait_timeout", |spec| spec.timeout = Some(timeout))
+    /// Calls the next handler's `on_timeout` whenever it has waited `timeout`
+    /// for an event; it then waits again. Any `Duration` works (one too large
+    /// to add to the clock never expires).
+    pub fn wait_timeout(mut self, timeout: Duration) -> Builder<E, W, K, Configuring> {
+        self.pending.timeout = Some(timeout);
+        self.retype()
     }
 
     /// What a handler panic does (default [`PanicPolicy::Halt`]).
@@ -430,77 +515,116 @@ where
         self
     }
 
+    fn retype<T>(self) -> Builder<E, W, K, T> {
+        Builder {
+            shared: self.shared,
+            size_error: self.size_error,
+            stages: self.stages,
+            pending: self.pending,
+            misuse: self.misuse,
+            panic_policy: self.panic_policy,
+            full_ring_wait: self.full_ring_wait,
+            unbuilt: self.unbuilt,
+            marker: PhantomData,
+        }
+    }
+
+    /// The sequences of the stage before the current one.
+    fn upstream_sequences(&self) -> Box<[Arc<Sequence>]> {
+        let stages = self.stages.len();
+        if stages < 2 {
+            return Box::new([]);
+        }
+        self.stages[stages - 2]
+            .iter()
+            .map(|spec| Arc::clone(&spec.sequence))
+            .collect()
+    }
+
+    /// Records a participant with the pending options; returns its sequence
+    /// and its (clamped) batch bound.
+    fn push_spec(
+        &mut self,
+        name: String,
+        options: Options,
+        mutable: bool,
+        body: Option<HandlerBody<E, W>>,
+    ) -> (Arc<Sequence>, i64) {
+        let requested = options.max_batch_size.unwrap_or(DEFAULT_MAX_BATCH_SIZE);
+        if requested == 0 {
+            self.misuse.get_or_insert(BuildError::InvalidMaxBatchSize {
+                handler: name.clone(),
+            });
+        }
+        // A batch never exceeds the ring, so `next + max_batch_size` cannot
+        // overflow however large the request.
+        let capacity = self.shared.ring.capacity();
+        let max_batch_size = i64::try_from(requested)
+            .unwrap_or(i64::MAX)
+            .clamp(1, capacity);
+        let sequence = Arc::new(Sequence::new());
+        self.stages
+            .last_mut()
+            .expect("there is always a current stage")
+            .push(ParticipantSpec {
+                name,
+                core: options.core,
+                max_batch_size,
+                timeout: options.timeout,
+                mutable,
+                sequence: Arc::clone(&sequence),
+                body,
+            });
+        (sequence, max_batch_size)
+    }
+
     fn push_thread(
         mut self,
         mutable: bool,
-        body: impl FnOnce(ProcessorContext<E, W>, Started) -> HandlerReport + Send + 'static,
-    ) -> Self {
-        let stage = self
-            .stages
-            .last_mut()
-            .expect("there is always a current stage");
-        stage.push(ParticipantSpec {
-            name: None,
-            core: None,
-            max_batch_size: DEFAULT_MAX_BATCH_SIZE,
-            timeout: None,
-            mutable,
-            role: Role::Thread(Box::new(body)),
-        });
-        self
+        body: impl FnOnce(ProcessorContext<E, W>, Readiness, Option<usize>) -> HandlerReport
+            + Send
+            + 'static,
+    ) -> Builder<E, W, K, Ready> {
+        let options = std::mem::take(&mut self.pending);
+        let (stage, position) = (
+            self.stages.len() - 1,
+            self.stages.last().map_or(0, Vec::len),
+        );
+        let name = options
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("tickring-{stage}-{position}"));
+        self.push_spec(name, options, mutable, Some(Box::new(body)));
+        self.retype()
     }
+}
 
-    fn configure_last(
-        mut self,
-        option: &'static str,
-        set: impl FnOnce(&mut ParticipantSpec<E, W>),
-    ) -> Self {
-        match self.stages.last_mut().and_then(|stage| stage.last_mut()) {
-            Some(spec) => set(spec),
-            None => {
-                self.misuse
-                    .get_or_insert(BuildError::OptionWithoutHandler { option });
-            }
-        }
-        self
+impl<E, W, K> Builder<E, W, K, Ready>
+where
+    E: Send + Sync + 'static,
+    W: WaitStrategy,
+{
+    /// Starts a new stage: the participants added next see an event only
+    /// after every participant of the current stage has finished with it.
+    pub fn and_then(mut self) -> Builder<E, W, K, NeedsParticipant> {
+        self.stages.push(Vec::new());
+        self.retype()
     }
 
     fn validate(&mut self) -> Result<(), BuildError> {
-        if let Some(error) = self.misuse.take() {
+        if let Some(error) = self.size_error.take().or_else(|| self.misuse.take()) {
             return Err(error);
         }
-        if self.stages.iter().all(Vec::is_empty) {
-            return Err(BuildError::NoHandlers);
-        }
         let mut names = std::collections::HashSet::new();
-        let cores = available_cores();
+        let (cores, allowed) = (available_cores(), allowed_cores());
         for (stage_index, stage) in self.stages.iter().enumerate() {
-            if stage.is_empty() {
-                return Err(BuildError::EmptyStage { stage: stage_index });
-            }
-            for (position, spec) in stage.iter().enumerate() {
-                let name = participant_name(spec, stage_index, position);
+            for spec in stage {
+                let name = spec.name.clone();
                 if spec.mutable && stage.len() > 1 {
                     return Err(BuildError::MutableHandlerWithSibling {
                         handler: name,
                         stage: stage_index,
                     });
-                }
-                if spec.max_batch_size == 0 {
-                    return Err(BuildError::InvalidMaxBatchSize { handler: name });
-                }
-                if let Role::Poller = spec.role {
-                    let option = match (spec.core, spec.timeout) {
-                        (Some(_), _) => Some("pin_at_core"),
-                        (_, Some(_)) => Some("wait_timeout"),
-                        _ => None,
-                    };
-                    if let Some(option) = option {
-                        return Err(BuildError::OptionNotForPoller {
-                            option,
-                            poller: name,
-                        });
-                    }
                 }
                 if let Some(core) = spec.core {
                     if !cores.contains(&core) {
@@ -508,6 +632,12 @@ where
                             handler: name,
                             core,
                             available: cores.clone(),
+                        });
+                    }
+                    if !allowed.contains(&core) {
+                        return Err(BuildError::PinFailed {
+                            handler: name,
+                            core,
                         });
                     }
                 }
@@ -522,177 +652,147 @@ where
         Ok(())
     }
 
-    /// Validates, fills the ring, starts every thread and waits until each
-    /// has started; on any failure stops what started and returns the error.
+    /// Validates, starts every handler's thread (pinned, named, `on_start`
+    /// run) and waits until each has started; on any failure stops what
+    /// started and returns the error, leaving nothing running.
     fn assemble(mut self) -> Result<Assembled<E, W>, BuildError> {
         self.validate()?;
-        let ring = Arc::new(RingBuffer::new(self.size, &mut *self.factory)?);
-        let state = Arc::new(PipelineState::new());
-        let wait = Arc::new(self.wait);
+        let shared = Arc::clone(&self.shared);
         let (started, readiness) = mpsc::channel();
-        let mut pipeline = Pipeline::new(Arc::clone(&state), Arc::clone(&wait));
-        let mut pollers = Vec::new();
-        let mut upstream: Vec<Arc<Sequence>> = Vec::new();
+        let mut participants = Vec::new();
+        let mut threads = Vec::new();
         let mut failure = None;
         let last_stage = self.stages.len() - 1;
-        'stages: for (stage_index, stage) in self.stages.into_iter().enumerate() {
-            let mut stage_sequences = Vec::with_capacity(stage.len());
-            for (position, spec) in stage.into_iter().enumerate() {
-                let name = participant_name(&spec, stage_index, position);
-                let sequence = Arc::new(Sequence::new());
-                stage_sequences.push(Arc::clone(&sequence));
-                pipeline.participants.push(Participant {
-                    name: name.clone(),
-                    sequence: Arc::clone(&sequence),
+        let mut upstream: Box<[Arc<Sequence>]> = Box::new([]);
+        for (stage_index, stage) in std::mem::take(&mut self.stages).into_iter().enumerate() {
+            let stage_sequences: Box<[Arc<Sequence>]> = stage
+                .iter()
+                .map(|spec| Arc::clone(&spec.sequence))
+                .collect();
+            let sole_in_stage = stage.len() == 1;
+            for spec in stage {
+                participants.push(Participant {
+                    name: spec.name.clone(),
+                    sequence: Arc::clone(&spec.sequence),
                 });
-                let dependencies: Box<[Arc<Sequence>]> = upstream.clone().into_boxed_slice();
-                let body = match spec.role {
-                    Role::Poller => {
-                        pollers.push(EventPoller::new(
-                            name,
-                            Arc::clone(&ring),
-                            Arc::clone(&wait),
-                            Arc::clone(&state),
-                            dependencies,
-                            sequence,
-                            spec.max_batch_size as i64,
-                        ));
-                        continue;
-                    }
-                    Role::Thread(body) => body,
-                };
+                let Some(body) = spec.body else { continue };
+                if failure.is_some() {
+                    continue;
+                }
+                let sole_writer = (spec.mutable && sole_in_stage).then(|| {
+                    // SAFETY: invariant 3 — `validate` refused a mutable
+                    // handler with a sibling, this one is alone in its
+                    // stage, and every stage is gated on the one before.
+                    unsafe { SoleWriter::new() }
+                });
                 let context = ProcessorContext {
-                    name: name.clone(),
-                    ring: Arc::clone(&ring),
-                    wait: Arc::clone(&wait),
-                    state: Arc::clone(&state),
-                    barrier: SequenceBarrier::new(
-                        Arc::clone(&ring),
-                        Arc::clone(&wait),
-                        Arc::clone(&state),
-                        dependencies,
-                    ),
-                    sequence,
-                    max_batch_size: spec.max_batch_size as i64,
+                    name: spec.name.clone(),
+                    shared: Arc::clone(&shared),
+                    barrier: SequenceBarrier::new(upstream.clone()),
+                    sequence: spec.sequence,
+                    max_batch_size: spec.max_batch_size,
                     timeout: spec.timeout,
                     panic_policy: self.panic_policy,
                     has_dependents: stage_index != last_stage,
+                    sole_writer,
                 };
-                match spawn_participant(name.clone(), spec.core, context, body, started.clone()) {
-                    Ok(join) => pipeline.add_thread(name, join),
+                let ready = Readiness::new(spec.name.clone(), started.clone());
+                let core = spec.core;
+                match thread::Builder::new()
+                    .name(spec.name.clone())
+                    .spawn(move || body(context, ready, core))
+                {
+                    Ok(join) => threads.push((spec.name, join)),
                     Err(error) => {
-                        failure = Some(error);
-                        break 'stages;
+                        failure = Some(BuildError::ThreadSpawn {
+                            handler: spec.name,
+                            message: error.to_string(),
+                        });
                     }
                 }
             }
             upstream = stage_sequences;
         }
         drop(started);
-        for _ in 0..pipeline.thread_count() {
+        for _ in 0..threads.len() {
             match readiness.recv() {
                 Ok(Ok(())) => {}
                 Ok(Err(error)) => {
                     failure.get_or_insert(error);
                 }
-                // Every sender is gone: a thread ended without reporting.
+                // Every sender is gone: each thread reported (see `Readiness`).
                 Err(_) => break,
             }
         }
         if let Some(error) = failure {
-            // Pollers built so far would halt on drop anyway; say so first.
-            ring.mark_halted();
-            pipeline.halt();
-            drop(pollers);
+            shared.halt();
+            for (_, join) in threads {
+                let _ = join.join();
+            }
             return Err(error);
         }
+        self.unbuilt.0 = None;
         Ok(Assembled {
-            ring,
-            pipeline,
-            gating_sequences: upstream.into_boxed_slice(),
-            pollers,
+            pipeline: Pipeline::new(shared, participants, threads),
+            gating_sequences: upstream,
             full_ring_wait: self.full_ring_wait,
         })
     }
 }
 
-fn participant_name<E, W>(spec: &ParticipantSpec<E, W>, stage: usize, position: usize) -> String {
-    spec.name
-        .clone()
-        .unwrap_or_else(|| format!("tickring-{stage}-{position}"))
-}
-
-/// Starts one participant's thread: pin it, then run its body.
-fn spawn_participant<E, W>(
-    name: String,
-    core: Option<usize>,
-    context: ProcessorContext<E, W>,
-    body: HandlerBody<E, W>,
-    started: Started,
-) -> Result<thread::JoinHandle<HandlerReport>, BuildError>
+impl<E, W> Builder<E, W, producer_kind::Single, Ready>
 where
     E: Send + Sync + 'static,
     W: WaitStrategy,
 {
-    let thread_name = name.clone();
-    thread::Builder::new()
-        .name(name.clone())
-        .spawn(move || {
-            if let Some(core) = core {
-                if !pin_current_thread(core) {
-                    let _ = started.send(Err(BuildError::PinFailed {
-                        handler: thread_name.clone(),
-                        core,
-                    }));
-                    return HandlerReport::new(thread_name);
-                }
-            }
-            body(context, started)
-        })
-        .map_err(|error| BuildError::ThreadSpawn {
-            handler: name,
-            message: error.to_string(),
-        })
+    /// Validates the pipeline, starts every handler's thread (pinned, named,
+    /// `on_start` run) and returns the producer.
+    ///
+    /// # Errors
+    ///
+    /// A [`BuildError`] for any invalid configuration (ring size, a mutable
+    /// handler with a sibling, a core, a thread name, a batch bound of zero,
+    /// an empty worker pool, an option a poller cannot take) or a handler
+    /// thread that could not start. Nothing is left running then.
+    pub fn build(self) -> Result<Producer<E, W>, BuildError> {
+        let capacity = self.shared.ring.capacity();
+        let parts = self.assemble()?;
+        let sequencer = SingleProducerSequencer::new(capacity, parts.gating_sequences);
+        Ok(Producer::new(
+            sequencer,
+            parts.pipeline,
+            parts.full_ring_wait,
+        ))
+    }
 }
 
-/// On the handler's thread: create the handler, run `on_start`, report
-/// readiness to `build()`, then run its loop.
-fn start_and_run<E, W, C, M, R>(
-    context: ProcessorContext<E, W>,
-    started: Started,
-    make: M,
-    run_loop: R,
-) -> HandlerReport
+impl<E, W> Builder<E, W, producer_kind::Multi, Ready>
 where
+    E: Send + Sync + 'static,
     W: WaitStrategy,
-    C: Consume<E>,
-    M: FnOnce() -> C,
-    R: FnOnce(ProcessorContext<E, W>, &mut C) -> HandlerReport,
 {
-    let created = guarded(|| {
-        let mut consumer = make();
-        consumer.on_start();
-        consumer
-    });
-    let mut consumer = match created {
-        Ok(consumer) => consumer,
-        Err(message) => {
-            let _ = started.send(Err(BuildError::HandlerStartPanicked {
-                handler: context.name.clone(),
-                message,
-            }));
-            return HandlerReport::new(context.name);
-        }
-    };
-    let _ = started.send(Ok(()));
-    drop(started);
-    run_loop(context, &mut consumer)
+    /// As the single-producer `build()`, returning the first handle of a
+    /// multi-producer pipeline; clone it for each publishing thread.
+    ///
+    /// # Errors
+    ///
+    /// As the single-producer `build()`.
+    pub fn build(self) -> Result<MultiProducer<E, W>, BuildError> {
+        let capacity = self.shared.ring.capacity();
+        let parts = self.assemble()?;
+        let sequencer = MultiProducerSequencer::new(capacity, parts.gating_sequences);
+        Ok(MultiProducer::new(
+            sequencer,
+            parts.pipeline,
+            parts.full_ring_wait,
+        ))
+    }
 }
 
-impl<E, W, K> std::fmt::Debug for Builder<E, W, K> {
+impl<E, W: WaitStrategy, K, S> std::fmt::Debug for Builder<E, W, K, S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Builder")
-            .field("size", &self.size)
+            .field("capacity", &self.shared.ring.capacity())
             .field(
                 "participants_per_stage",
                 &self.stages.iter().map(Vec::len).collect::<Vec<_>>(),
@@ -700,105 +800,5 @@ impl<E, W, K> std::fmt::Debug for Builder<E, W, K> {
             .field("panic_policy", &self.panic_policy)
             .field("full_ring_wait", &self.full_ring_wait)
             .finish_non_exhaustive()
-    }
-}
-
-/// End-to-end pipelines inside the crate, so `cargo miri test` checks every
-/// `unsafe` slot access on the real publish and consume paths.
-#[cfg(all(test, not(loom)))]
-mod tests {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::Arc;
-
-    use crate::{build_multi_producer, build_single_producer, PollState, Yielding};
-
-    const EVENTS: i64 = if cfg!(miri) { 60 } else { 20_000 };
-
-    #[derive(Debug, Default)]
-    struct Event {
-        value: i64,
-        doubled: i64,
-    }
-
-    #[test]
-    fn diamond_with_a_mutable_stage_across_wrap_around() {
-        let total = Arc::new(AtomicU64::new(0));
-        let counted = Arc::clone(&total);
-        let mut producer = build_single_producer(4, Event::default, Yielding::new())
-            .handle_events_mut(|event: &mut Event, _, _| event.doubled = event.value * 2)
-            .and_then()
-            .handle_events_with(|event: &Event, sequence, _| {
-                assert_eq!((event.value, event.doubled), (sequence, sequence * 2));
-            })
-            .handle_events_with(|event: &Event, _, _| assert_eq!(event.doubled % 2, 0))
-            .and_then()
-            .handle_events_with(move |event: &Event, _, _| {
-                counted.fetch_add(event.doubled as u64, Ordering::Relaxed);
-            })
-            .build()
-            .expect("valid pipeline");
-        for value in 0..EVENTS {
-            if value % 2 == 0 {
-                producer.publish(|event| event.value = value).unwrap();
-            } else {
-                producer
-                    .batch_publish(1, |event, _| event.value = value)
-                    .unwrap();
-            }
-        }
-        let report = producer.shutdown();
-        assert!(report.first_panic().is_none(), "{report:?}");
-        assert!(report
-            .handlers
-            .iter()
-            .all(|h| h.events_handled == EVENTS as u64));
-        assert_eq!(
-            total.load(Ordering::Relaxed),
-            (EVENTS * (EVENTS - 1)) as u64
-        );
-    }
-
-    #[test]
-    fn two_producers_a_worker_pool_and_a_poller() {
-        let producer = build_multi_producer(2, Event::default, Yielding::new())
-            .handle_events_with_workers((0..2).map(|_| {
-                |event: &Event, _: i64, _: bool| {
-                    assert!(event.value >= 0);
-                }
-            }))
-            .and_then()
-            .add_poller("tail")
-            .build()
-            .expect("valid pipeline");
-        let mut poller = producer.take_poller("tail").expect("added");
-        let feeds: Vec<_> = (0..2)
-            .map(|_| {
-                let mut producer = producer.clone();
-                std::thread::spawn(move || {
-                    for value in 0..EVENTS / 2 {
-                        producer.publish(|event| event.value = value).unwrap();
-                    }
-                })
-            })
-            .collect();
-        drop(producer);
-        let mut seen = 0;
-        let mut next_sequence = 0;
-        loop {
-            match poller.poll(|_, sequence, _| {
-                assert_eq!(sequence, next_sequence);
-                next_sequence += 1;
-                seen += 1;
-                true
-            }) {
-                PollState::ShutDown => break,
-                PollState::Halted => panic!("halted"),
-                _ => std::thread::yield_now(),
-            }
-        }
-        for feed in feeds {
-            feed.join().unwrap();
-        }
-        assert_eq!(seen, EVENTS);
     }
 }

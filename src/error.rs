@@ -2,6 +2,20 @@
 
 use std::fmt;
 
+use crate::ring_buffer::MAX_RING_SIZE;
+
+/// A valid size near `size` to suggest, or `None` when `size` is valid (a
+/// power of two in range) and so failed only to allocate.
+fn suggested_ring_size(size: usize) -> Option<usize> {
+    if size.is_power_of_two() && size <= MAX_RING_SIZE {
+        return None;
+    }
+    Some(match size.checked_next_power_of_two() {
+        Some(next) if next <= MAX_RING_SIZE => next.max(1),
+        _ => MAX_RING_SIZE,
+    })
+}
+
 /// A configuration that `build()` refuses. Each message says what to change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -11,13 +25,6 @@ pub enum BuildError {
         /// The size that was asked for.
         size: usize,
     },
-    /// `build()` was called with no handler at all.
-    NoHandlers,
-    /// `and_then()` opened a stage that received no handler.
-    EmptyStage {
-        /// The stage's index, counting from 0.
-        stage: usize,
-    },
     /// A mutable handler shares its stage with another handler.
     MutableHandlerWithSibling {
         /// The mutable handler's name.
@@ -25,19 +32,13 @@ pub enum BuildError {
         /// The stage's index, counting from 0.
         stage: usize,
     },
-    /// A per-handler option (`pin_at_core`, `thread_name`, ...) was given
-    /// before any handler was added, so it applies to nothing.
-    OptionWithoutHandler {
-        /// The option's name.
-        option: &'static str,
-    },
     /// `handle_events_with_workers` was given no worker.
     EmptyWorkerPool {
         /// The stage's index, counting from 0.
         stage: usize,
     },
     /// An option that needs a thread (`pin_at_core`, `wait_timeout`) was
-    /// given to a poller, which runs on the caller's thread.
+    /// given before `event_poller`: a poller runs on the caller's thread.
     OptionNotForPoller {
         /// The option's name.
         option: &'static str,
@@ -94,31 +95,25 @@ pub enum BuildError {
 impl fmt::Display for BuildError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::InvalidRingSize { size } => write!(
-                f,
-                "ring size {size} is invalid: use a power of two of at least 1 \
-                 (e.g. {}) that fits in memory",
-                size.checked_next_power_of_two().unwrap_or(1 << 20).max(1)
-            ),
-            Self::NoHandlers => write!(
-                f,
-                "the pipeline has no handler: add one with handle_events_with before build()"
-            ),
-            Self::EmptyStage { stage } => write!(
-                f,
-                "stage {stage} has no handler: add one with handle_events_with after \
-                 and_then(), or remove the trailing and_then()"
-            ),
+            Self::InvalidRingSize { size } => {
+                write!(f, "ring size {size} is invalid: ")?;
+                match suggested_ring_size(*size) {
+                    Some(suggestion) => write!(
+                        f,
+                        "use a power of two from 1 to {MAX_RING_SIZE} (e.g. {suggestion})"
+                    ),
+                    None => write!(
+                        f,
+                        "it could not be allocated; use a smaller power of two \
+                         (at most {MAX_RING_SIZE}, and what fits in memory)"
+                    ),
+                }
+            }
             Self::MutableHandlerWithSibling { handler, stage } => write!(
                 f,
                 "mutable handler '{handler}' shares stage {stage} with other handlers: \
                  a handler that writes events must be alone in its stage; put and_then() \
                  before and after it"
-            ),
-            Self::OptionWithoutHandler { option } => write!(
-                f,
-                "{option}() was called before any handler: call it after the \
-                 handle_events_with it configures"
             ),
             Self::EmptyWorkerPool { stage } => write!(
                 f,
@@ -128,7 +123,8 @@ impl fmt::Display for BuildError {
             Self::OptionNotForPoller { option, poller } => write!(
                 f,
                 "{option}() does not apply to poller '{poller}': a poller runs on the \
-                 thread that calls poll(); pin or time that thread yourself"
+                 thread that calls poll(); pin or time that thread yourself, and drop \
+                 the {option}() before event_poller()"
             ),
             Self::InvalidMaxBatchSize { handler } => write!(
                 f,
@@ -154,8 +150,9 @@ impl fmt::Display for BuildError {
             ),
             Self::PinFailed { handler, core } => write!(
                 f,
-                "the operating system refused to pin handler '{handler}' to core {core}: \
-                 check the process's CPU set (taskset, cgroups) or drop pin_at_core"
+                "handler '{handler}' cannot be pinned to core {core}: it is outside the \
+                 process's allowed CPU set (taskset, cgroups) or the operating system \
+                 refused; use a core from available_cores() or drop pin_at_core"
             ),
             Self::ThreadSpawn { handler, message } => write!(
                 f,
@@ -171,15 +168,18 @@ impl fmt::Display for BuildError {
 
 impl std::error::Error for BuildError {}
 
-/// Why [`Producer::publish`](crate::Producer::publish) and its batch form
-/// could not publish.
+/// Why `publish` or `batch_publish` (see [`EventProducer`](crate::EventProducer))
+/// did not publish. Nothing was published; `fill` was not called.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum PublishError {
-    /// A handler stopped the pipeline (it panicked under
+    /// The pipeline has halted (a handler panicked under
     /// [`PanicPolicy::Halt`](crate::PanicPolicy::Halt)); nothing more will be
     /// consumed. Call `shutdown()` to learn what happened.
     Halted,
+    /// The pipeline was closed ([`MultiProducer::close`](crate::MultiProducer::close)):
+    /// it takes no more events.
+    Closed,
     /// A batch larger than the ring was requested; it could never fit.
     BatchTooLarge {
         /// Events requested.
@@ -187,9 +187,6 @@ pub enum PublishError {
         /// The ring's size.
         capacity: usize,
     },
-    /// `publish_timeout` found no room in time. Nothing was claimed or
-    /// published, and the closure was not called.
-    TimedOut,
 }
 
 impl fmt::Display for PublishError {
@@ -199,6 +196,7 @@ impl fmt::Display for PublishError {
                 f,
                 "the pipeline has halted because a handler panicked; call shutdown() for the report"
             ),
+            Self::Closed => write!(f, "the pipeline was closed: it takes no more events"),
             Self::BatchTooLarge {
                 requested,
                 capacity,
@@ -207,18 +205,14 @@ impl fmt::Display for PublishError {
                 "a batch of {requested} events cannot fit in a ring of {capacity}: \
                  split it or build a larger ring"
             ),
-            Self::TimedOut => write!(
-                f,
-                "no room in the ring before the timeout: nothing was published"
-            ),
         }
     }
 }
 
 impl std::error::Error for PublishError {}
 
-/// Why a `try_publish` did not publish. Nothing was written; the caller's
-/// closure was not called.
+/// Why a `try_publish` or `try_batch_publish` did not publish. Nothing was
+/// written; `fill` was not called.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TryPublishError {
@@ -226,6 +220,8 @@ pub enum TryPublishError {
     Full,
     /// The pipeline has halted; see [`PublishError::Halted`].
     Halted,
+    /// The pipeline was closed; see [`PublishError::Closed`].
+    Closed,
     /// The batch can never fit; see [`PublishError::BatchTooLarge`].
     BatchTooLarge {
         /// Events requested.
@@ -237,18 +233,19 @@ pub enum TryPublishError {
 
 impl fmt::Display for TryPublishError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
+        match *self {
             Self::Full => write!(
                 f,
                 "the ring is full: the slowest handler is a whole ring behind"
             ),
             Self::Halted => PublishError::Halted.fmt(f),
+            Self::Closed => PublishError::Closed.fmt(f),
             Self::BatchTooLarge {
                 requested,
                 capacity,
             } => PublishError::BatchTooLarge {
-                requested: *requested,
-                capacity: *capacity,
+                requested,
+                capacity,
             }
             .fmt(f),
         }
@@ -257,7 +254,73 @@ impl fmt::Display for TryPublishError {
 
 impl std::error::Error for TryPublishError {}
 
-#[cfg(all(test, not(loom)))]
+/// Why a `publish_timeout` did not publish. Nothing was claimed or
+/// published; `fill` was not called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PublishTimeoutError {
+    /// No slot freed up before the timeout.
+    TimedOut,
+    /// The pipeline has halted; see [`PublishError::Halted`].
+    Halted,
+    /// The pipeline was closed; see [`PublishError::Closed`].
+    Closed,
+}
+
+impl fmt::Display for PublishTimeoutError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TimedOut => write!(
+                f,
+                "no room in the ring before the timeout: nothing was published"
+            ),
+            Self::Halted => PublishError::Halted.fmt(f),
+            Self::Closed => PublishError::Closed.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for PublishTimeoutError {}
+
+/// Why [`pin_current_thread`](crate::pin_current_thread) did not pin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PinError {
+    /// The core is outside the process's allowed CPU set (taskset,
+    /// cgroups), or this machine does not have it.
+    NotAllowed {
+        /// The core asked for.
+        core: usize,
+        /// The cores the process may use.
+        allowed: Vec<usize>,
+    },
+    /// The operating system refused.
+    Refused {
+        /// The core asked for.
+        core: usize,
+    },
+}
+
+impl fmt::Display for PinError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotAllowed { core, allowed } => write!(
+                f,
+                "core {core} is not one this process may run on: use one of {allowed:?}"
+            ),
+            Self::Refused { core } => {
+                write!(
+                    f,
+                    "the operating system refused to pin this thread to core {core}"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for PinError {}
+
+#[cfg(all(test, not(tickring_loom)))]
 mod tests {
     use super::*;
 
@@ -266,6 +329,16 @@ mod tests {
         let message = BuildError::InvalidRingSize { size: 1000 }.to_string();
         assert!(message.contains("power of two"), "{message}");
         assert!(message.contains("1024"), "{message}");
+        // A power of two too large to allocate: the suggestion is not itself.
+        let size = 1 << 39;
+        let message = BuildError::InvalidRingSize { size }.to_string();
+        assert!(!message.contains(&format!("e.g. {size}")), "{message}");
+        assert!(message.contains("smaller"), "{message}");
+        let message = BuildError::InvalidRingSize { size: usize::MAX }.to_string();
+        assert!(
+            message.contains(&format!("e.g. {MAX_RING_SIZE}")),
+            "{message}"
+        );
         let message = BuildError::CoreNotFound {
             handler: "book".into(),
             core: 99,

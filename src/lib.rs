@@ -24,24 +24,27 @@
 //!    wake a sleeping thread; when nobody sleeps the producer pays a fence and
 //!    a load, no lock, no syscall.
 //! 5. **No atomic read-modify-write on the single-producer path**: plain
-//!    loads, one release per publish (or per batch).
+//!    loads, one release store per event (its stamp).
 //! 6. **Shutdown drains**: every event published before shutdown is handled by
 //!    every handler before its thread is joined; `on_start` and `on_shutdown`
 //!    run once per handler, on the handler's thread.
 //! 7. **Faults never hang**: a handler that panics is reported through a
-//!    [`PanicPolicy`] (halt the pipeline, or log and skip the event), and a
-//!    producer waiting on a halted pipeline gets [`PublishError::Halted`]
-//!    instead of spinning forever.
+//!    [`PanicPolicy`] (halt the pipeline, or log and skip the event); after a
+//!    halt no handler starts another event, and a producer gets
+//!    [`PublishError::Halted`] instead of spinning forever. Whatever unwinds
+//!    out of a tickring thread halts the pipeline the same way.
 //! 8. **Bad configuration is a [`BuildError`]** whose message says what to
-//!    change (size zero or not a power of two, a core that does not exist, a
-//!    stage with no handler, a mutable handler with a sibling). Never a panic,
-//!    a hang or undefined behaviour.
+//!    change (size zero or not a power of two, a core that does not exist or
+//!    that the process may not use, a mutable handler with a sibling, a
+//!    batch bound of zero) — or does not compile (a stage with no handler, an
+//!    option that configures nothing). Never a panic, a hang or undefined
+//!    behaviour.
 //!
 //! # Example: decode, then two parallel stages, then a strategy
 //!
 //! ```
 //! use std::sync::{Arc, atomic::{AtomicU64, Ordering}};
-//! use tickring::{build_single_producer, Yielding};
+//! use tickring::{build_single_producer, EventProducer, Yielding};
 //!
 //! #[derive(Default)]
 //! struct Tick { raw_price: u64, price: f64 }
@@ -49,6 +52,8 @@
 //! let orders = Arc::new(AtomicU64::new(0));
 //! let counted = Arc::clone(&orders);
 //! let mut producer = build_single_producer(1024, Tick::default, Yielding::new())
+//!     // Options come before the handler they configure.
+//!     .thread_name("decode")
 //!     // Alone in its stage, so it may write the event for the stages behind it.
 //!     .handle_events_mut(|tick: &mut Tick, _sequence, _end_of_batch| {
 //!         tick.price = tick.raw_price as f64 / 100.0;
@@ -76,7 +81,9 @@
 //! The published sequence lives in each slot, beside the event (a stamp in the
 //! same cache line), so a first-stage handler's wait and its read of the event
 //! are one cache-line transfer; later stages gate on the sequences of the
-//! stage before. See `DESIGN.md` and the README's Performance section.
+//! stage before. `ARCHITECTURE.md` in the repository describes the protocol,
+//! the memory orderings and where `unsafe` lives; `BENCHMARKS.md` has the
+//! measurements.
 
 #![deny(unsafe_op_in_unsafe_fn, missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks, missing_debug_implementations)]
@@ -85,9 +92,10 @@ mod affinity;
 mod barrier;
 mod builder;
 mod error;
+mod event_producer;
 mod handler;
 mod loom;
-#[cfg(all(test, loom))]
+#[cfg(all(test, tickring_loom))]
 mod loom_models;
 mod multi_producer;
 mod pipeline;
@@ -96,23 +104,29 @@ mod processor;
 mod producer;
 mod report;
 mod ring_buffer;
+mod run_state;
 mod sequence;
 mod sequencer;
+mod shared;
+#[cfg(all(test, not(tickring_loom)))]
+mod tests;
 mod wait;
 
-pub use affinity::{available_cores, pin_current_thread};
+pub use affinity::{allowed_cores, available_cores, pin_current_thread};
 pub use builder::{
-    build_multi_producer, build_single_producer, producer_kind, Builder, DEFAULT_MAX_BATCH_SIZE,
+    build_multi_producer, build_single_producer, builder_state, producer_kind, Builder,
+    DEFAULT_MAX_BATCH_SIZE,
 };
-pub use error::{BuildError, PublishError, TryPublishError};
+pub use error::{BuildError, PinError, PublishError, PublishTimeoutError, TryPublishError};
+pub use event_producer::EventProducer;
 pub use handler::{EventHandler, MutEventHandler};
 pub use multi_producer::MultiProducer;
 pub use poller::{EventPoller, PollState};
 pub use producer::Producer;
 pub use report::{HandlerPanic, HandlerReport, PanicPolicy, ShutdownReport};
-pub use sequence::{Sequence, INITIAL_SEQUENCE};
+pub use ring_buffer::MAX_RING_SIZE;
 pub use sequencer::FullRingWait;
-pub use wait::{Blocking, BusySpin, Sleeping, WaitStrategy, Yielding};
+pub use wait::{Blocking, BusySpin, Sleeping, WaitStrategy, Yielding, MAX_SLEEP};
 
 /// The README's code blocks, compiled and run as doc tests so they cannot rot.
 #[cfg(doctest)]

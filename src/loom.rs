@@ -1,9 +1,9 @@
 //! The synchronization shim: every atomic, fence, lock, thread and spin hint
-//! the crate uses comes through here, so a `--cfg loom` build runs the real
+//! the crate uses comes through here, so a `--cfg tickring_loom` build runs the real
 //! sequencer, barrier and wait-strategy code under loom's model checker (the
 //! tokio `loom/` pattern). A normal build re-exports `std`.
 
-#[cfg(not(loom))]
+#[cfg(not(tickring_loom))]
 mod imp {
     pub(crate) mod sync {
         pub(crate) use std::sync::{mpsc, Condvar, Mutex};
@@ -47,7 +47,7 @@ mod imp {
     }
 }
 
-#[cfg(loom)]
+#[cfg(tickring_loom)]
 mod imp {
     pub(crate) mod sync {
         pub(crate) use loom::sync::{mpsc, Condvar, Mutex};

@@ -9,12 +9,14 @@
 //! one), a deadlock (a lost wake-up, a handler that never drains) or a
 //! failed assertion.
 //!
-//! Run: `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test --release --lib loom_models`
+//! Run: `RUSTFLAGS="--cfg tickring_loom" LOOM_MAX_PREEMPTIONS=2 cargo test --release --lib loom_models`
 
 use std::sync::atomic::{AtomicI64 as StdAtomicI64, Ordering};
 use std::sync::Arc;
 
-use crate::{build_multi_producer, build_single_producer, Blocking, BusySpin, Yielding};
+use crate::{
+    build_multi_producer, build_single_producer, Blocking, BusySpin, EventProducer, Yielding,
+};
 
 /// Runs a model with room for the wait loops' polls (each is a branch);
 /// `LOOM_MAX_PREEMPTIONS` and the other `LOOM_*` variables still apply.
@@ -166,5 +168,59 @@ fn shutdown_misses_no_event() {
             .handlers
             .iter()
             .all(|handler| handler.events_handled == 2));
+    });
+}
+
+/// `close` racing a publish on another handle: the publish either succeeds
+/// and its event is drained before `close` returns, or fails with `Closed`;
+/// an event is never published without being handled.
+#[test]
+fn close_racing_a_publish_loses_nothing() {
+    model(|| {
+        let handled = Arc::new(StdAtomicI64::new(0));
+        let counted = Arc::clone(&handled);
+        let producer = build_multi_producer(2, Pair::default, Yielding::new())
+            .handle_events_with(move |event: &Pair, _, _| {
+                assert_eq!(event.check, event.value * 7 + 1, "torn event");
+                counted.fetch_add(1, Ordering::Relaxed);
+            })
+            .build()
+            .expect("valid pipeline");
+        let mut other = producer.clone();
+        let racer =
+            loom::thread::spawn(move || other.publish(|event| *event = Pair::of(5)).is_ok());
+        let report = producer.close();
+        let published = racer.join().unwrap();
+        assert_eq!(report.handlers[0].events_handled, u64::from(published));
+        assert_eq!(handled.load(Ordering::Relaxed), i64::from(published));
+    });
+}
+
+/// A worker pool of two: each event goes to exactly one worker, and the
+/// stage behind the pool never passes an event a worker still holds.
+#[test]
+fn worker_pool_hands_each_event_to_one_worker() {
+    model(|| {
+        let handled = Arc::new(StdAtomicI64::new(0));
+        let workers: Vec<_> = (0..2)
+            .map(|_| {
+                let handled = Arc::clone(&handled);
+                move |event: &Pair, _: i64, _: bool| {
+                    assert_eq!(event.check, event.value * 7 + 1, "torn event");
+                    handled.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+            .collect();
+        let mut producer = build_single_producer(2, Pair::default, Blocking::new())
+            .handle_events_with_workers(workers)
+            .build()
+            .expect("valid pipeline");
+        for value in 0..2 {
+            producer.publish(|event| *event = Pair::of(value)).unwrap();
+        }
+        let report = producer.shutdown();
+        let total: u64 = report.handlers.iter().map(|h| h.events_handled).sum();
+        assert_eq!(total, 2);
+        assert_eq!(handled.load(Ordering::Relaxed), 2);
     });
 }

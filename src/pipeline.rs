@@ -1,72 +1,14 @@
-//! The running pipeline: its shared stop state, its participants (handler
-//! threads, workers, pollers), and the draining shutdown that joins them.
+//! The running pipeline: its participants (handler threads, workers,
+//! pollers), and the draining shutdown that joins their threads.
 
 use std::sync::{Arc, PoisonError};
 
-use crossbeam_utils::CachePadded;
-
-use crate::loom::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use crate::loom::sync::Mutex;
 use crate::loom::thread::JoinHandle;
-use crate::report::{HandlerPanic, HandlerReport, ShutdownReport};
+use crate::report::{panic_message, HandlerPanic, HandlerReport, ShutdownReport};
 use crate::sequence::Sequence;
+use crate::shared::Shared;
 use crate::wait::WaitStrategy;
-
-/// What every handler checks when it finds nothing to do. Written once (at
-/// shutdown or halt), so it stays in every reader's cache.
-#[derive(Debug)]
-pub(crate) struct PipelineState {
-    inner: CachePadded<StopFlags>,
-}
-
-#[derive(Debug)]
-struct StopFlags {
-    /// The last sequence published before shutdown; `i64::MAX` while running.
-    shutdown_at: AtomicI64,
-    /// A handler panicked under `PanicPolicy::Halt`: stop without draining.
-    halted: AtomicBool,
-}
-
-impl PipelineState {
-    pub(crate) fn new() -> Self {
-        Self {
-            inner: CachePadded::new(StopFlags {
-                shutdown_at: AtomicI64::new(i64::MAX),
-                halted: AtomicBool::new(false),
-            }),
-        }
-    }
-
-    #[inline]
-    pub(crate) fn shutdown_at(&self) -> i64 {
-        // Acquire: pairs with `shut_down`'s release, which follows every
-        // publish up to the value read.
-        self.inner.shutdown_at.load(Ordering::Acquire)
-    }
-
-    /// Asks the handlers to stop once they have handled `last_published`.
-    pub(crate) fn shut_down(&self, last_published: i64) {
-        // Release: every publish up to `last_published` happens-before a
-        // handler that reads this value.
-        self.inner
-            .shutdown_at
-            .store(last_published, Ordering::Release);
-    }
-
-    #[inline]
-    pub(crate) fn is_halted(&self) -> bool {
-        // Relaxed: a stop request carries no data; the report travels by `join`.
-        self.inner.halted.load(Ordering::Relaxed)
-    }
-
-    /// Halts the pipeline. Every caller also sets the ring's copy of the flag
-    /// (`RingBuffer::mark_halted`), which the single producer reads on every
-    /// publish.
-    pub(crate) fn halt(&self) {
-        // Relaxed: see `is_halted`.
-        self.inner.halted.store(true, Ordering::Relaxed);
-    }
-}
 
 /// A handler, worker or poller: its name and its sequence (for lags).
 #[derive(Debug)]
@@ -75,80 +17,152 @@ pub(crate) struct Participant {
     pub(crate) sequence: Arc<Sequence>,
 }
 
+type Threads = Vec<(String, JoinHandle<HandlerReport>)>;
+
 /// The participants of a pipeline and the threads joined on shutdown.
-pub(crate) struct Pipeline<W> {
-    pub(crate) state: Arc<PipelineState>,
-    pub(crate) wait: Arc<W>,
+pub(crate) struct Pipeline<E, W> {
+    pub(crate) shared: Arc<Shared<E, W>>,
     pub(crate) participants: Vec<Participant>,
-    /// Taken (emptied) by the first shutdown or halt.
-    threads: Mutex<Vec<(String, JoinHandle<HandlerReport>)>>,
+    /// Taken (emptied) by the first shutdown.
+    threads: Mutex<Threads>,
 }
 
-impl<W: WaitStrategy> Pipeline<W> {
-    pub(crate) fn new(state: Arc<PipelineState>, wait: Arc<W>) -> Self {
+impl<E, W> Pipeline<E, W>
+where
+    E: Send + Sync + 'static,
+    W: WaitStrategy,
+{
+    pub(crate) fn new(
+        shared: Arc<Shared<E, W>>,
+        participants: Vec<Participant>,
+        threads: Threads,
+    ) -> Self {
         Self {
-            state,
-            wait,
-            participants: Vec::new(),
-            threads: Mutex::new(Vec::new()),
+            shared,
+            participants,
+            threads: Mutex::new(threads),
         }
-    }
-
-    pub(crate) fn add_thread(&mut self, name: String, join: JoinHandle<HandlerReport>) {
-        self.threads
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push((name, join));
-    }
-
-    pub(crate) fn thread_count(&mut self) -> usize {
-        self.threads
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
     }
 
     /// Each participant's name and how far it trails `last_published`.
     pub(crate) fn lags(&self, last_published: i64) -> impl Iterator<Item = (&str, u64)> + '_ {
         self.participants.iter().map(move |participant| {
-            let lag = (last_published - participant.sequence.get()).max(0) as u64;
+            let lag = last_published
+                .saturating_sub(participant.sequence.get())
+                .max(0) as u64;
             (participant.name.as_str(), lag)
         })
     }
 
-    /// Asks every participant to stop once it has handled `last_published`;
-    /// [`Pipeline::join_all`] then waits for the threads.
-    pub(crate) fn begin_shutdown(&self, last_published: i64) {
-        self.state.shut_down(last_published);
-        self.wait.signal_all_when_blocking();
-    }
-
-    /// Stops the handlers without draining and joins them.
-    pub(crate) fn halt(&self) -> ShutdownReport {
-        self.state.halt();
-        self.wait.signal_all_when_blocking();
-        self.join_all()
-    }
-
-    /// Joins every handler thread (once; later calls find none).
-    pub(crate) fn join_all(&self) -> ShutdownReport {
+    /// Drains and stops the pipeline: every participant handles everything
+    /// up to `last_published`, dropped pollers are drained, and the threads
+    /// are joined. Returns the report; on one of the pipeline's own threads
+    /// (which cannot join itself) it leaves the joining to a reaper thread
+    /// and returns an empty report (see `Producer::shutdown`). A second call
+    /// finds no thread and returns an empty report.
+    pub(crate) fn shut_down(&self, last_published: i64) -> ShutdownReport {
+        self.shared.begin_shutdown(last_published);
         let threads =
             std::mem::take(&mut *self.threads.lock().unwrap_or_else(PoisonError::into_inner));
-        let handlers = threads
-            .into_iter()
-            .map(|(name, join)| {
-                join.join().unwrap_or_else(|payload| HandlerReport {
-                    name: name.clone(),
-                    events_handled: 0,
-                    events_skipped: 0,
-                    panic: Some(HandlerPanic {
-                        handler: name,
-                        sequence: None,
-                        message: crate::report::panic_message(payload.as_ref()),
-                    }),
-                })
-            })
-            .collect();
-        ShutdownReport { handlers }
+        if on_one_of(&threads) {
+            reap_elsewhere(Arc::clone(&self.shared), threads);
+            return ShutdownReport::default();
+        }
+        join_draining(&self.shared, threads)
+    }
+}
+
+/// Whether the calling thread is one of `threads`.
+fn on_one_of(threads: &Threads) -> bool {
+    #[cfg(not(tickring_loom))]
+    {
+        let me = std::thread::current().id();
+        threads.iter().any(|(_, join)| join.thread().id() == me)
+    }
+    #[cfg(tickring_loom)]
+    {
+        let _ = threads;
+        false
+    }
+}
+
+/// Joins every thread, draining dropped pollers meanwhile (a thread behind
+/// one finishes only once it is drained). The report keeps the threads' order.
+fn join_draining<E, W: WaitStrategy>(shared: &Shared<E, W>, threads: Threads) -> ShutdownReport {
+    let mut reports: Vec<Option<HandlerReport>> = threads.iter().map(|_| None).collect();
+    let mut pending: Vec<(usize, String, JoinHandle<HandlerReport>)> = threads
+        .into_iter()
+        .enumerate()
+        .map(|(index, (name, join))| (index, name, join))
+        .collect();
+    loop {
+        shared.poll_orphans();
+        let mut waiting = Vec::with_capacity(pending.len());
+        for (index, name, join) in pending {
+            if is_finished(&join) || !shared.has_orphans() {
+                reports[index] = Some(join_one(name, join));
+            } else {
+                waiting.push((index, name, join));
+            }
+        }
+        pending = waiting;
+        if pending.is_empty() {
+            break;
+        }
+        crate::loom::thread::yield_now();
+    }
+    // Orphans that no thread waits on still reach their end.
+    while shared.has_orphans() {
+        shared.poll_orphans();
+        crate::loom::thread::yield_now();
+    }
+    ShutdownReport {
+        handlers: reports.into_iter().flatten().collect(),
+    }
+}
+
+#[cfg(not(tickring_loom))]
+fn is_finished(join: &JoinHandle<HandlerReport>) -> bool {
+    join.is_finished()
+}
+
+#[cfg(tickring_loom)]
+fn is_finished(_: &JoinHandle<HandlerReport>) -> bool {
+    false
+}
+
+/// Joins one thread; a thread that unwound anyway (the guard in `build()`
+/// catches everything, so this is a last resort) is reported as a panic.
+fn join_one(name: String, join: JoinHandle<HandlerReport>) -> HandlerReport {
+    join.join().unwrap_or_else(|payload| {
+        let message = panic_message(payload.as_ref());
+        crate::report::drop_payload(payload);
+        let mut report = HandlerReport::new(name.clone());
+        report.panic = Some(HandlerPanic {
+            handler: name,
+            sequence: None,
+            message,
+        });
+        report
+    })
+}
+
+/// Shutdown on one of the pipeline's own threads: a thread of its own joins
+/// the others (and this one, once it returns), and prints any panic.
+fn reap_elsewhere<E, W>(shared: Arc<Shared<E, W>>, threads: Threads)
+where
+    E: Send + Sync + 'static,
+    W: WaitStrategy,
+{
+    let reaper = std::thread::Builder::new()
+        .name("tickring-reaper".into())
+        .spawn(move || {
+            let report = join_draining(&shared, threads);
+            if let Some(panic) = report.first_panic() {
+                eprintln!("tickring: after a shutdown from a handler's own thread: {panic}");
+            }
+        });
+    if let Err(error) = reaper {
+        eprintln!("tickring: could not start the thread that joins the pipeline: {error}");
     }
 }

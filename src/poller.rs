@@ -4,25 +4,34 @@
 //! is gated by the stage before it and gates the stages after it (or the
 //! producer) — but it has no thread: the caller calls [`EventPoller::poll`]
 //! whenever it likes (a game loop, an event loop, a thread that also does
-//! other work). Add one with `Builder::add_poller(name)` and take it from the
-//! producer after `build()`.
+//! other work). `Builder::event_poller` returns it when it is added.
 //!
-//! Dropping a poller that was taken, before it reported `ShutDown`, halts the
-//! pipeline: its place in the graph could never advance again, and a producer
-//! waiting on it gets [`PublishError::Halted`](crate::PublishError::Halted)
-//! instead of waiting forever. A poller that was never taken is drained at
-//! shutdown, so the stages behind it still drain.
+//! # Shutdown and dropping
+//!
+//! After the producer shuts down, a poller hands out what was published
+//! before, then reports [`PollState::ShutDown`]. Stages behind a poller
+//! drain only as far as it has polled, so `shutdown()` waits for a live
+//! poller that has stages behind it: poll it to `ShutDown` (from any thread)
+//! or drop it.
+//!
+//! Dropping a poller before it finished does not stop the pipeline: the
+//! poller is handed to the pipeline, which skips its events (hands them to
+//! nobody) whenever a producer waits for room and at shutdown. The producer
+//! and the stages behind it are therefore never held back for long by a
+//! poller nobody polls; those stages see its events once they are skipped.
 
 use std::fmt;
 use std::sync::Arc;
 
-use crate::pipeline::PipelineState;
-use crate::ring_buffer::RingBuffer;
-use crate::sequence::{min_sequence, Sequence};
+use crate::barrier::{Batch, SequenceBarrier, WaitOutcome};
+use crate::processor::run_batch;
+use crate::sequence::Sequence;
+use crate::shared::Shared;
 use crate::wait::WaitStrategy;
 
 /// What one [`EventPoller::poll`] call found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PollState {
     /// It handed at least one event to the closure.
     Processing,
@@ -33,82 +42,81 @@ pub enum PollState {
     /// The pipeline shut down and this poller has handled everything
     /// published before it.
     ShutDown,
-    /// A handler halted the pipeline (it panicked under `PanicPolicy::Halt`).
+    /// The pipeline halted (a handler panicked under `PanicPolicy::Halt`, or
+    /// `build()` failed or was never called).
     Halted,
 }
 
 /// Consumes events on the caller's thread; see the module docs.
 ///
 /// ```
-/// use tickring::{build_single_producer, PollState, Yielding};
+/// use tickring::{build_single_producer, EventProducer, PollState, Yielding};
 ///
-/// let mut producer = build_single_producer(8, || 0u32, Yielding::new())
-///     .add_poller("inline")
-///     .build()?;
-/// let mut poller = producer.take_poller("inline").expect("added above");
+/// let (mut poller, builder) = build_single_producer(8, || 0u32, Yielding::new()).event_poller();
+/// let mut producer = builder.build()?;
 /// assert_eq!(poller.poll(|_, _, _| true), PollState::Idle);
 /// producer.publish(|event| *event = 7)?;
 /// let mut seen = Vec::new();
 /// assert_eq!(poller.poll(|event, sequence, _end_of_batch| { seen.push((*event, sequence)); true }),
 ///            PollState::Processing);
 /// assert_eq!(seen, [(7, 0)]);
-/// producer.shutdown();
+/// let _report = producer.shutdown();
 /// assert_eq!(poller.poll(|_, _, _| true), PollState::ShutDown);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+///
+/// A poller is one participant with one position: it cannot be cloned.
+///
+/// ```compile_fail
+/// fn needs_clone<T: Clone>() {}
+/// needs_clone::<tickring::EventPoller<u64, tickring::Yielding>>();
+/// ```
+#[must_use = "a poller consumes only when polled; dropping it hands its events to nobody"]
 pub struct EventPoller<E, W: WaitStrategy> {
     name: String,
-    ring: Arc<RingBuffer<E>>,
-    wait: Arc<W>,
-    state: Arc<PipelineState>,
-    /// Upstream sequences; empty when the poller reads the producer's stamps.
-    dependencies: Box<[Arc<Sequence>]>,
+    shared: Arc<Shared<E, W>>,
+    core: PollerCore,
+}
+
+/// A poller's position, apart from the pipeline it belongs to (so that a
+/// dropped poller can be handed to that pipeline without a cycle).
+struct PollerCore {
+    barrier: SequenceBarrier,
     sequence: Arc<Sequence>,
     /// The next sequence to hand out (a copy of `sequence + 1`, kept locally).
     next: i64,
     max_batch_size: i64,
-    /// It has reported `ShutDown` or `Halted`: dropping it halts nothing.
+    /// The poller's stage: orphans are drained upstream first.
+    stage: usize,
+    /// It has reported `ShutDown` or `Halted`.
     finished: bool,
 }
 
 impl<E, W: WaitStrategy> EventPoller<E, W> {
     pub(crate) fn new(
         name: String,
-        ring: Arc<RingBuffer<E>>,
-        wait: Arc<W>,
-        state: Arc<PipelineState>,
-        dependencies: Box<[Arc<Sequence>]>,
+        shared: Arc<Shared<E, W>>,
+        barrier: SequenceBarrier,
         sequence: Arc<Sequence>,
         max_batch_size: i64,
+        stage: usize,
     ) -> Self {
         Self {
             name,
-            ring,
-            wait,
-            state,
-            dependencies,
-            next: sequence.get() + 1,
-            sequence,
-            max_batch_size,
-            finished: false,
+            shared,
+            core: PollerCore {
+                barrier,
+                next: sequence.get() + 1,
+                sequence,
+                max_batch_size,
+                stage,
+                finished: false,
+            },
         }
     }
 
-    /// Drains a poller that nobody took, at shutdown (after `shutdown_at` is
-    /// set): polls it with a no-op until it reports the end, so it keeps
-    /// following the stages before it and the stages behind it drain in
-    /// order instead of waiting for polls that would never come.
-    pub(crate) fn drain_untaken(mut self) {
-        loop {
-            match self.poll(|_, _, _| true) {
-                PollState::ShutDown | PollState::Halted => return,
-                PollState::Processing => {}
-                PollState::Idle | PollState::Gating => crate::loom::thread::yield_now(),
-            }
-        }
-    }
-
-    /// The poller's name, as given to `add_poller`.
+    /// The poller's name (`thread_name` before `event_poller`, or
+    /// `tickring-<stage>-<n>`); it labels the poller in lags.
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -120,79 +128,105 @@ impl<E, W: WaitStrategy> EventPoller<E, W> {
     ///
     /// If the closure panics, the panic reaches the caller and the event it
     /// was handling is handed out again on the next poll.
-    pub fn poll<F>(&mut self, mut handler: F) -> PollState
+    pub fn poll<F>(&mut self, handler: F) -> PollState
     where
         F: FnMut(&E, i64, bool) -> bool,
     {
+        self.core.poll(&self.shared, handler)
+    }
+}
+
+impl PollerCore {
+    #[inline]
+    fn poll<E, W, F>(&mut self, shared: &Shared<E, W>, mut handler: F) -> PollState
+    where
+        W: WaitStrategy,
+        F: FnMut(&E, i64, bool) -> bool,
+    {
+        let ring = &shared.ring;
         let next = self.next;
         let limit = next + self.max_batch_size - 1;
-        let available = if self.dependencies.is_empty() {
-            self.ring.available_up_to(next, limit)
-        } else {
-            min_sequence(&self.dependencies, i64::MAX).min(limit)
-        };
-        if available >= next {
-            let mut done = Release {
-                poller: self,
-                handled_up_to: next - 1,
+        if let Some(Batch { readable, .. }) = self.barrier.try_batch(ring, next, limit) {
+            let mut release = Release {
+                core: self,
+                wait: &shared.wait,
+                stopped_at: next,
             };
-            for sequence in next..=available {
-                // SAFETY: invariant 2 — `sequence` is published and past every
-                // upstream stage (checked above), and this poller releases it
-                // only when `done` drops, after the closure returns.
-                let keep_going = unsafe {
-                    done.poller.ring.read_published(sequence, |event| {
-                        handler(event, sequence, sequence == available)
-                    })
-                };
-                done.handled_up_to = sequence;
-                if !keep_going {
-                    break;
-                }
+            {
+                // Moved in: the range ends here, before `release` drops
+                // (also while a panic unwinds).
+                let mut readable = readable;
+                run_batch(
+                    ring,
+                    &mut readable,
+                    &mut release.stopped_at,
+                    |readable, sequence, end| handler(ring.read(readable, sequence), sequence, end),
+                );
             }
-            return PollState::Processing;
+            if release.stopped_at > next {
+                return PollState::Processing;
+            }
+            // Nothing handed out: the pipeline halted before the first event.
         }
-        if self.state.is_halted() {
-            self.finished = true;
-            return PollState::Halted;
+        match self.barrier.end_of_stream(ring, next) {
+            Some(WaitOutcome::Halted) => {
+                self.finished = true;
+                PollState::Halted
+            }
+            Some(_) => {
+                self.finished = true;
+                PollState::ShutDown
+            }
+            None if self.barrier.has_dependencies() && ring.is_published(next) => PollState::Gating,
+            None => PollState::Idle,
         }
-        if next > self.state.shutdown_at() {
-            self.finished = true;
-            return PollState::ShutDown;
-        }
-        if !self.dependencies.is_empty() && self.ring.is_published(next) {
-            return PollState::Gating;
-        }
-        PollState::Idle
     }
 }
 
 /// Releases the handled events when a poll ends, normally or by a panic.
-struct Release<'a, E, W: WaitStrategy> {
-    poller: &'a mut EventPoller<E, W>,
-    handled_up_to: i64,
+struct Release<'a, W: WaitStrategy> {
+    core: &'a mut PollerCore,
+    wait: &'a W,
+    /// The first sequence not handled.
+    stopped_at: i64,
 }
 
-impl<E, W: WaitStrategy> Drop for Release<'_, E, W> {
+impl<W: WaitStrategy> Drop for Release<'_, W> {
     fn drop(&mut self) {
-        if self.handled_up_to >= self.poller.next {
+        if self.stopped_at > self.core.next {
             // Release (in `set`): this poller is done reading these slots.
-            self.poller.sequence.set(self.handled_up_to);
-            self.poller.next = self.handled_up_to + 1;
-            self.poller.wait.signal_all_when_blocking();
+            self.core.sequence.set(self.stopped_at - 1);
+            self.core.next = self.stopped_at;
+            self.wait.signal_all_when_blocking();
         }
     }
 }
 
 impl<E, W: WaitStrategy> Drop for EventPoller<E, W> {
     fn drop(&mut self) {
-        if !self.finished {
-            // Nobody will advance this poller again: stop the pipeline rather
-            // than let the producer and downstream stages wait forever.
-            self.ring.mark_halted();
-            self.state.halt();
-            self.wait.signal_all_when_blocking();
+        if self.core.finished {
+            return;
         }
+        // Nobody will poll it again: the pipeline skips its events from now
+        // on, so neither the producer nor the stages behind it wait forever.
+        let core = &mut self.core;
+        let mut orphan = PollerCore {
+            barrier: std::mem::replace(&mut core.barrier, SequenceBarrier::new(Box::new([]))),
+            sequence: Arc::clone(&core.sequence),
+            next: core.next,
+            max_batch_size: core.max_batch_size,
+            stage: core.stage,
+            finished: false,
+        };
+        self.shared.adopt_orphan(
+            orphan.stage,
+            Box::new(move |shared: &Shared<E, W>| {
+                matches!(
+                    orphan.poll(shared, |_, _, _| true),
+                    PollState::ShutDown | PollState::Halted
+                )
+            }),
+        );
     }
 }
 
@@ -200,7 +234,7 @@ impl<E, W: WaitStrategy> fmt::Debug for EventPoller<E, W> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EventPoller")
             .field("name", &self.name)
-            .field("next", &self.next)
+            .field("next", &self.core.next)
             .finish_non_exhaustive()
     }
 }

@@ -5,6 +5,7 @@ use std::fmt;
 
 /// What to do when a handler panics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PanicPolicy {
     /// Stop the whole pipeline: every handler stops, a producer waiting for
     /// room gets [`PublishError::Halted`](crate::PublishError::Halted), and
@@ -19,11 +20,12 @@ pub enum PanicPolicy {
 
 /// A handler panic, as reported by `shutdown()`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct HandlerPanic {
     /// The handler's (thread's) name.
     pub handler: String,
     /// The sequence it was handling; `None` outside `on_event` (`on_start`,
-    /// `on_shutdown`, `on_timeout`).
+    /// `on_shutdown`, `on_timeout`, or tickring's own code around them).
     pub sequence: Option<i64>,
     /// The panic message.
     pub message: String,
@@ -44,6 +46,7 @@ impl fmt::Display for HandlerPanic {
 
 /// How one handler ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct HandlerReport {
     /// The handler's (thread's) name.
     pub name: String,
@@ -70,6 +73,8 @@ impl HandlerReport {
 
 /// What happened to every handler, in the order they were added.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+#[must_use = "the report says whether a handler panicked"]
 pub struct ShutdownReport {
     /// One report per handler.
     pub handlers: Vec<HandlerReport>,
@@ -77,6 +82,7 @@ pub struct ShutdownReport {
 
 impl ShutdownReport {
     /// The first handler panic, if any handler panicked.
+    #[must_use]
     pub fn first_panic(&self) -> Option<&HandlerPanic> {
         self.handlers
             .iter()
@@ -97,5 +103,14 @@ pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
         message.clone()
     } else {
         "non-string panic payload".to_owned()
+    }
+}
+
+/// Drops a panic payload, even one whose `Drop` panics (that second payload
+/// is leaked rather than dropped: nothing is left to catch it).
+pub(crate) fn drop_payload(payload: Box<dyn Any + Send>) {
+    let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(payload)));
+    if let Err(second) = dropped {
+        std::mem::forget(second);
     }
 }

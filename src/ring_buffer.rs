@@ -1,17 +1,29 @@
-//! `RingBuffer<E>`: the pre-allocated slots, and the only `unsafe` slot access.
+//! `RingBuffer<E>`: the pre-allocated slots, and the only raw slot access.
 //!
-//! Each slot holds the event and a *stamp*: the sequence number most recently
+//! Each slot holds the event and a *stamp*: the sequence most recently
 //! published into it. The stamp sits in the same cache line as the start of
 //! the event (the idea of Vyukov's bounded queue and Agrona's record headers),
 //! so a consumer's wait for sequence `s` and its read of event `s` are one
-//! cache-line transfer instead of two (cursor line, then slot line). The
-//! single- and multi-producer sequencers publish the same way, by stamping.
+//! cache-line transfer instead of two (cursor line, then slot line). Both
+//! sequencers publish the same way: a release store of the stamp.
 //!
 //! Stamps start at `-1`; slot `i` receives sequences `i`, `i + size`, `i + 2 *
 //! size`, ... so a stamp equal to `s` means "event `s` is published" without
 //! ambiguity.
 //!
-//! # Invariants that make the `unsafe` sound (see DESIGN.md)
+//! # Where soundness comes from
+//!
+//! Access to an event goes through a token that only the code which proved
+//! the access safe can make (each constructor is an `unsafe fn` whose caller
+//! states the proof once):
+//!
+//! | token | made by | grants | invariant |
+//! |---|---|---|---|
+//! | [`Claim`] | the sequencers, after the room check | write, then publish, each claimed slot | 1 |
+//! | [`Readable`] | `SequenceBarrier`, from stamps or upstream sequences | `&E` for each sequence in it, until the holder releases it | 2 |
+//! | [`SoleWriter`] | `build()`, after checking a mutable handler has no sibling | with a `&mut Readable`, `&mut E` | 3 |
+//!
+//! The invariants:
 //!
 //! 1. A producer writes slot `s` only between claiming `s` and stamping `s`,
 //!    and only after every gating sequence is `>= s - size`.
@@ -24,8 +36,12 @@
 
 use crate::error::BuildError;
 use crate::loom::cell::UnsafeCell;
-use crate::loom::sync::atomic::{fence, AtomicBool, AtomicI64, Ordering};
-use crate::sequence::INITIAL_SEQUENCE;
+use crate::loom::sync::atomic::{AtomicI64, Ordering};
+use crate::run_state::RunState;
+
+/// The largest ring `build()` accepts: 2^40 slots (the ring's memory, at 64
+/// bytes a slot or more, would exceed any machine's long before).
+pub const MAX_RING_SIZE: usize = 1 << 40;
 
 /// One slot: the publication stamp, then the event, on a cache line of its own.
 #[repr(C, align(64))]
@@ -35,18 +51,14 @@ struct Slot<E> {
     event: UnsafeCell<E>,
 }
 
-/// The ring of pre-allocated events.
+/// The ring of pre-allocated events, and the pipeline's run state beside the
+/// slots pointer and mask (the line every publish and batch reads anyway).
 pub(crate) struct RingBuffer<E> {
     slots: Box<[Slot<E>]>,
     /// `size - 1`; the slot of sequence `s` is `s & mask`.
     mask: i64,
-    /// A copy of the pipeline's halt flag (`PipelineState`), set by every
-    /// halt, beside `slots` and `mask`: the single producer checks it on
-    /// every publish. Read from the line the producer reads anyway for the
-    /// slot address, it let 1P-1C with `max_batch_size(64)` run at
-    /// 0.68-0.86x a hand-written ring instead of 0.22-0.33x (paired rounds in
-    /// `examples/hot_path.rs`, build machine); the mechanism is not known.
-    halted: AtomicBool,
+    /// The one halt flag and the shutdown point.
+    pub(crate) state: RunState,
 }
 
 // SAFETY: invariant 4. Handlers on several threads read `&E` (needs `Sync`) and
@@ -56,14 +68,91 @@ unsafe impl<E: Send + Sync> Sync for RingBuffer<E> {}
 // SAFETY: the ring owns its events; moving it between threads moves them.
 unsafe impl<E: Send> Send for RingBuffer<E> {}
 
+/// Sequences `next..=last` that their holder claimed and may write and
+/// publish. Made only by the sequencers after their room check; not `Clone`.
+/// (`pub` only to appear in the sealed `Claimer` trait; unnameable outside.)
+#[derive(Debug)]
+pub struct Claim {
+    /// The first sequence not yet published.
+    next: i64,
+    last: i64,
+}
+
+impl Claim {
+    /// # Safety
+    ///
+    /// Invariant 1 for every sequence in `first..=last`: the caller claimed
+    /// it (no other producer holds it), it is not yet published, and every
+    /// gating sequence is `>= last - size`.
+    #[inline]
+    pub(crate) unsafe fn new(first: i64, last: i64) -> Self {
+        Self { next: first, last }
+    }
+
+    /// The first sequence not yet published.
+    #[inline]
+    pub(crate) fn next(&self) -> i64 {
+        self.next
+    }
+
+    /// Whether every claimed sequence is published.
+    #[inline]
+    pub(crate) fn is_done(&self) -> bool {
+        self.next > self.last
+    }
+}
+
+/// Sequences `first..=last`, published and passed by every stage the holder
+/// depends on; the holder may read them until it releases them (stores its
+/// own sequence past them). Made only by `SequenceBarrier`; not `Clone`.
+#[derive(Debug)]
+pub(crate) struct Readable {
+    first: i64,
+    last: i64,
+}
+
+impl Readable {
+    /// # Safety
+    ///
+    /// Invariant 2: every sequence in `first..=last` is published (its stamp
+    /// was acquired, or an upstream sequence `>= last` was), and the holder's
+    /// own sequence is `< first` and stays so until it drops this token.
+    #[inline]
+    pub(crate) unsafe fn new(first: i64, last: i64) -> Self {
+        Self { first, last }
+    }
+
+    #[inline]
+    pub(crate) fn first(&self) -> i64 {
+        self.first
+    }
+
+    #[inline]
+    pub(crate) fn last(&self) -> i64 {
+        self.last
+    }
+}
+
+/// Proof that a handler is alone in its stage (invariant 3). Made only by
+/// `build()` after its sibling check.
+#[derive(Debug)]
+pub(crate) struct SoleWriter(());
+
+impl SoleWriter {
+    /// # Safety
+    ///
+    /// Invariant 3: the handler that gets this token is alone in its stage,
+    /// and every other participant is strictly upstream or downstream of it.
+    pub(crate) unsafe fn new() -> Self {
+        Self(())
+    }
+}
+
 impl<E> RingBuffer<E> {
     /// Allocates `size` slots, each filled by `factory`, so every page the
     /// ring uses is touched before the first event travels.
     pub(crate) fn new(size: usize, factory: &mut dyn FnMut() -> E) -> Result<Self, BuildError> {
-        if size == 0 || !size.is_power_of_two() {
-            return Err(BuildError::InvalidRingSize { size });
-        }
-        if size > (1 << 40) {
+        if size == 0 || !size.is_power_of_two() || size > MAX_RING_SIZE {
             return Err(BuildError::InvalidRingSize { size });
         }
         let mut slots = Vec::new();
@@ -72,28 +161,15 @@ impl<E> RingBuffer<E> {
             .map_err(|_| BuildError::InvalidRingSize { size })?;
         for _ in 0..size {
             slots.push(Slot {
-                stamp: AtomicI64::new(INITIAL_SEQUENCE),
+                stamp: AtomicI64::new(-1),
                 event: UnsafeCell::new(factory()),
             });
         }
         Ok(Self {
             slots: slots.into_boxed_slice(),
             mask: size as i64 - 1,
-            halted: AtomicBool::new(false),
+            state: RunState::new(),
         })
-    }
-
-    /// Whether the pipeline has halted (the copy kept beside the mask).
-    #[inline]
-    pub(crate) fn is_halted(&self) -> bool {
-        // Relaxed: as `PipelineState::is_halted`, a stop request carries no data.
-        self.halted.load(Ordering::Relaxed)
-    }
-
-    /// Records a halt in the ring's copy; `PipelineState::halt` is the other.
-    pub(crate) fn mark_halted(&self) {
-        // Relaxed: see `is_halted`.
-        self.halted.store(true, Ordering::Relaxed);
     }
 
     /// The number of slots.
@@ -139,95 +215,86 @@ impl<E> RingBuffer<E> {
         highest
     }
 
-    /// Publishes one event: stamps its slot with a release store.
+    /// Lets `fill` write the next claimed event, then publishes it: a release
+    /// store of its stamp. Returns the sequence published.
     #[inline]
-    pub(crate) fn publish(&self, sequence: i64) {
-        // Release: the producer's writes to the event happen-before any reader
-        // that sees this stamp (acquire in `is_published`).
-        self.slot(sequence).stamp.store(sequence, Ordering::Release);
-    }
-
-    /// Publishes `first..=last` with one release fence and plain stores.
-    #[inline]
-    pub(crate) fn publish_range(&self, first: i64, last: i64) {
-        // Release fence, then relaxed stamps: a reader that acquires any of
-        // these stamps synchronizes with the fence and sees every event
-        // written before it. One release per batch, not one per event.
-        #[cfg(not(tsan))]
-        {
-            fence(Ordering::Release);
-            for sequence in first..=last {
-                self.slot(sequence).stamp.store(sequence, Ordering::Relaxed);
-            }
-        }
-        // ThreadSanitizer does not model fences (it would report the fence
-        // pairing as a race); `.ci/tsan` builds with `--cfg tsan` to use the
-        // equivalent release store per stamp.
-        #[cfg(tsan)]
-        for sequence in first..=last {
-            self.slot(sequence).stamp.store(sequence, Ordering::Release);
-        }
-    }
-
-    /// Lets the producer write the event in the slot of `sequence`.
-    ///
-    /// # Safety
-    ///
-    /// Invariant 1: the caller has claimed `sequence`, not yet published it,
-    /// and every gating sequence is `>= sequence - size`.
-    #[inline]
-    pub(crate) unsafe fn write_claimed<R>(
+    pub(crate) fn write_and_publish<R>(
         &self,
-        sequence: i64,
-        write: impl FnOnce(&mut E) -> R,
+        claim: &mut Claim,
+        fill: impl FnOnce(&mut E, i64) -> R,
     ) -> R {
-        self.slot(sequence).event.with_mut(|event| {
-            // SAFETY: by the caller's contract no handler reads this slot (all
-            // have passed `sequence - size`, none may reach `sequence` before
-            // the stamp) and no other producer claimed it.
-            write(unsafe { &mut *event })
-        })
+        let sequence = claim.next;
+        assert!(sequence <= claim.last, "a claim is published once");
+        let slot = self.slot(sequence);
+        let result = slot.event.with_mut(|event| {
+            // SAFETY: invariant 1, vouched for by the `Claim` (made only by a
+            // sequencer after its room check): no handler reads this slot
+            // (all have passed `sequence - size`, none may reach `sequence`
+            // before the stamp below) and no other producer claimed it.
+            fill(unsafe { &mut *event }, sequence)
+        });
+        // Release: the event's writes happen-before any reader that sees this
+        // stamp (acquire in `is_published` / `available_up_to`).
+        slot.stamp.store(sequence, Ordering::Release);
+        claim.next = sequence + 1;
+        result
     }
 
-    /// Lets a handler read the published event `sequence`.
-    ///
-    /// # Safety
-    ///
-    /// Invariant 2: `sequence` is published and passed by every stage the
-    /// caller depends on, and the caller has not yet released it by storing
-    /// its own sequence `>= sequence`.
+    /// Publishes every sequence left in `claim` without writing its event
+    /// (the slot keeps its previous contents). For a multi-producer whose
+    /// `fill` panicked: a claimed sequence that never appeared would stall
+    /// every handler.
+    pub(crate) fn publish_unwritten(&self, claim: &mut Claim) {
+        while claim.next <= claim.last {
+            // Release: as in `write_and_publish`.
+            self.slot(claim.next)
+                .stamp
+                .store(claim.next, Ordering::Release);
+            claim.next += 1;
+        }
+    }
+
+    /// The published event `sequence`, readable while `readable` is held.
     #[inline]
-    pub(crate) unsafe fn read_published<R>(&self, sequence: i64, read: impl FnOnce(&E) -> R) -> R {
+    pub(crate) fn read<'a>(&'a self, readable: &'a Readable, sequence: i64) -> &'a E {
+        assert!(
+            readable.first <= sequence && sequence <= readable.last,
+            "read outside the readable range"
+        );
         self.slot(sequence).event.with(|event| {
-            // SAFETY: per the caller's contract the producer cannot rewrite the
-            // slot (the caller gates it) and no mutable stage holds it now.
-            read(unsafe { &*event })
+            // SAFETY: invariant 2, vouched for by `readable` (made only by a
+            // barrier that saw `sequence` published and passed upstream):
+            // the producer cannot rewrite the slot while the holder's own
+            // sequence is below it, and no mutable stage holds it now. The
+            // reference lives no longer than the borrow of `readable`.
+            unsafe { &*event }
         })
     }
 
-    /// Lets a mutable handler modify the published event `sequence`.
-    ///
-    /// # Safety
-    ///
-    /// Invariants 2 and 3: as [`RingBuffer::read_published`], and the caller
-    /// is a mutable handler alone in its stage, with every other handler
-    /// strictly upstream (already past `sequence`) or downstream (gated on
-    /// the caller).
+    /// The published event `sequence`, writable by the sole writer of its
+    /// stage while `readable` is exclusively borrowed.
     #[inline]
-    pub(crate) unsafe fn modify_published<R>(
-        &self,
+    pub(crate) fn modify<'a>(
+        &'a self,
+        readable: &'a mut Readable,
+        _sole: &SoleWriter,
         sequence: i64,
-        modify: impl FnOnce(&mut E) -> R,
-    ) -> R {
+    ) -> &'a mut E {
+        assert!(
+            readable.first <= sequence && sequence <= readable.last,
+            "write outside the readable range"
+        );
         self.slot(sequence).event.with_mut(|event| {
-            // SAFETY: per the caller's contract no other reference to this
-            // event exists while the caller holds it.
-            modify(unsafe { &mut *event })
+            // SAFETY: invariants 2 and 3: as in `read`, and `SoleWriter`
+            // proves every other participant is upstream (done with the slot)
+            // or downstream (gated on this handler); the exclusive borrow of
+            // `readable` keeps this the only reference the holder has.
+            unsafe { &mut *event }
         })
     }
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(tickring_loom)))]
 mod tests {
     use super::*;
 
@@ -240,9 +307,19 @@ mod tests {
         .expect("valid size")
     }
 
+    fn claim(first: i64, last: i64) -> Claim {
+        // SAFETY: single-threaded tests; nothing reads the ring concurrently.
+        unsafe { Claim::new(first, last) }
+    }
+
+    fn readable(first: i64, last: i64) -> Readable {
+        // SAFETY: single-threaded tests; nothing writes the ring concurrently.
+        unsafe { Readable::new(first, last) }
+    }
+
     #[test]
-    fn rejects_sizes_that_are_not_powers_of_two() {
-        for size in [0, 3, 6, 1000] {
+    fn rejects_sizes_that_are_not_powers_of_two_or_too_large() {
+        for size in [0, 3, 6, 1000, MAX_RING_SIZE * 2, usize::MAX] {
             let error = RingBuffer::new(size, &mut || 0u8).err().expect("error");
             assert_eq!(error, BuildError::InvalidRingSize { size });
         }
@@ -251,10 +328,9 @@ mod tests {
     #[test]
     fn factory_fills_every_slot_in_order() {
         let ring = ring(8);
+        let all = readable(0, 7);
         for sequence in 0..8 {
-            // SAFETY: single-threaded test; nothing else touches the ring.
-            let event = unsafe { ring.read_published(sequence, |e| *e) };
-            assert_eq!(event, sequence as u64 + 1);
+            assert_eq!(*ring.read(&all, sequence), sequence as u64 + 1);
         }
     }
 
@@ -263,14 +339,15 @@ mod tests {
         let ring = ring(4);
         assert!(!ring.is_published(0));
         for sequence in 0..10 {
-            // SAFETY: single-threaded test, the slot is claimed and unpublished.
-            unsafe { ring.write_claimed(sequence, |e| *e = sequence as u64 * 10) };
-            ring.publish(sequence);
+            let mut one = claim(sequence, sequence);
+            ring.write_and_publish(&mut one, |e, s| *e = s as u64 * 10);
+            assert!(one.is_done());
             assert!(ring.is_published(sequence));
             assert!(!ring.is_published(sequence + 1));
-            // SAFETY: single-threaded test, `sequence` was just published.
-            let event = unsafe { ring.read_published(sequence, |e| *e) };
-            assert_eq!(event, sequence as u64 * 10);
+            assert_eq!(
+                *ring.read(&readable(sequence, sequence), sequence),
+                sequence as u64 * 10
+            );
         }
         // Old laps are no longer "published" once overwritten.
         assert!(!ring.is_published(5));
@@ -280,31 +357,49 @@ mod tests {
     #[test]
     fn available_up_to_stops_at_gaps_and_limits() {
         let ring = ring(8);
-        ring.publish_range(0, 2);
-        ring.publish(4);
+        ring.publish_unwritten(&mut claim(0, 2));
+        ring.publish_unwritten(&mut claim(4, 4));
         assert_eq!(ring.available_up_to(0, 7), 2);
         assert_eq!(ring.available_up_to(0, 1), 1);
         assert_eq!(ring.available_up_to(3, 7), 2);
-        ring.publish(3);
+        ring.publish_unwritten(&mut claim(3, 3));
         assert_eq!(ring.available_up_to(3, 7), 4);
     }
 
     #[test]
     fn mutable_access_is_seen_by_later_reads() {
         let ring = ring(2);
-        ring.publish(0);
+        ring.publish_unwritten(&mut claim(0, 0));
+        let mut first = readable(0, 0);
         // SAFETY: single-threaded test acting as the only mutable stage.
-        unsafe { ring.modify_published(0, |e| *e += 100) };
-        // SAFETY: single-threaded test, the mutable access is over.
-        assert_eq!(unsafe { ring.read_published(0, |e| *e) }, 101);
+        let sole = unsafe { SoleWriter::new() };
+        *ring.modify(&mut first, &sole, 0) += 100;
+        assert_eq!(*ring.read(&first, 0), 101);
+    }
+
+    #[test]
+    #[should_panic(expected = "outside the readable range")]
+    fn a_read_outside_the_token_is_refused() {
+        let ring = ring(4);
+        let _ = ring.read(&readable(0, 1), 2);
+    }
+
+    #[test]
+    #[should_panic(expected = "published once")]
+    fn a_claim_cannot_be_published_twice() {
+        let ring = ring(4);
+        let mut one = claim(0, 0);
+        ring.write_and_publish(&mut one, |_, _| ());
+        ring.write_and_publish(&mut one, |_, _| ());
     }
 
     #[test]
     fn concurrent_publish_and_read_across_wrap_around() {
+        use crate::sequence::Sequence;
         use std::sync::Arc;
         let events: i64 = if cfg!(miri) { 200 } else { 100_000 };
         let ring = Arc::new(RingBuffer::new(4, &mut || (0i64, 0i64)).unwrap());
-        let consumed = Arc::new(crate::Sequence::new());
+        let consumed = Arc::new(Sequence::new());
         let reader = {
             let ring = Arc::clone(&ring);
             let consumed = Arc::clone(&consumed);
@@ -316,11 +411,13 @@ mod tests {
                         std::thread::yield_now();
                         continue;
                     }
+                    // SAFETY: every stamp up to `available` was acquired, and
+                    // `consumed` stays below `next` until the set below.
+                    let batch = unsafe { Readable::new(next, available) };
                     for sequence in next..=available {
-                        // SAFETY: published (stamp seen) and not yet released.
-                        let event = unsafe { ring.read_published(sequence, |e| *e) };
-                        assert_eq!(event, (sequence, sequence * 3));
+                        assert_eq!(*ring.read(&batch, sequence), (sequence, sequence * 3));
                     }
+                    drop(batch);
                     consumed.set(available);
                     next = available + 1;
                 }
@@ -330,9 +427,9 @@ mod tests {
             while consumed.get() < sequence - ring.capacity() {
                 std::thread::yield_now();
             }
-            // SAFETY: claimed, unpublished, and the reader has passed `sequence - size`.
-            unsafe { ring.write_claimed(sequence, |e| *e = (sequence, sequence * 3)) };
-            ring.publish(sequence);
+            // SAFETY: the reader has passed `sequence - size`; one producer.
+            let mut one = unsafe { Claim::new(sequence, sequence) };
+            ring.write_and_publish(&mut one, |e, s| *e = (s, s * 3));
         }
         reader.join().expect("reader saw every event intact");
     }

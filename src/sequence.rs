@@ -9,34 +9,26 @@ use crossbeam_utils::CachePadded;
 use crate::loom::sync::atomic::{AtomicI64, Ordering};
 
 /// The value every [`Sequence`] starts at: no event handled yet.
-pub const INITIAL_SEQUENCE: i64 = -1;
+pub(crate) const INITIAL_SEQUENCE: i64 = -1;
 
 /// A cache-padded atomic sequence number.
 ///
 /// The padding (128 bytes on x86-64, covering the adjacent-line prefetcher)
 /// keeps two sequences that are written by different threads off each
 /// other's cache lines.
-///
-/// ```
-/// use tickring::Sequence;
-/// let sequence = Sequence::new();
-/// assert_eq!(sequence.get(), -1);
-/// sequence.set(41);
-/// assert_eq!(sequence.get(), 41);
-/// ```
 #[derive(Debug)]
-pub struct Sequence {
+pub(crate) struct Sequence {
     value: CachePadded<AtomicI64>,
 }
 
 impl Sequence {
     /// A sequence at [`INITIAL_SEQUENCE`] (`-1`).
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::with_value(INITIAL_SEQUENCE)
     }
 
     /// A sequence starting at `value`.
-    pub fn with_value(value: i64) -> Self {
+    pub(crate) fn with_value(value: i64) -> Self {
         Self {
             value: CachePadded::new(AtomicI64::new(value)),
         }
@@ -44,7 +36,7 @@ impl Sequence {
 
     /// Reads the sequence.
     #[inline]
-    pub fn get(&self) -> i64 {
+    pub(crate) fn get(&self) -> i64 {
         // Acquire: pairs with the owner's release in `set`, so every read of
         // the slots up to this value sees what the owner wrote (or finished reading).
         self.value.load(Ordering::Acquire)
@@ -52,7 +44,7 @@ impl Sequence {
 
     /// Publishes a new value.
     #[inline]
-    pub fn set(&self, value: i64) {
+    pub(crate) fn set(&self, value: i64) {
         // Release: the owner's work on every slot up to `value` happens-before
         // any reader that observes `value`.
         self.value.store(value, Ordering::Release);
@@ -78,7 +70,7 @@ pub(crate) fn min_sequence<S: AsRef<Sequence>>(sequences: &[S], default: i64) ->
     minimum
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(tickring_loom)))]
 mod tests {
     use super::*;
     use std::sync::Arc;

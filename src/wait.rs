@@ -45,22 +45,35 @@ pub trait WaitStrategy: Send + Sync + 'static {
 
 /// How many times a strategy polls before it yields or sleeps. Under loom
 /// every poll is a scheduling point, so the models keep this to one.
-const SPINS: u32 = if cfg!(loom) { 1 } else { 100 };
+const SPINS: u32 = if cfg!(tickring_loom) { 1 } else { 100 };
 
-/// A deadline that costs nothing when there is no timeout.
-struct Deadline(Option<Instant>);
+/// A deadline that costs nothing when there is no timeout. A timeout too
+/// large to add to the clock (`Duration::MAX`) means no deadline.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Deadline(Option<Instant>);
 
 impl Deadline {
     #[inline]
-    fn after(timeout: Option<Duration>) -> Self {
-        Self(timeout.map(|timeout| Instant::now() + timeout))
+    pub(crate) fn after(timeout: Option<Duration>) -> Self {
+        Self(timeout.and_then(|timeout| Instant::now().checked_add(timeout)))
     }
 
     #[inline]
-    fn passed(&self) -> bool {
+    pub(crate) fn passed(&self) -> bool {
         self.0.is_some_and(|deadline| Instant::now() >= deadline)
     }
+
+    /// Time left, or `None` without a deadline.
+    #[inline]
+    fn remaining(&self) -> Option<Duration> {
+        self.0
+            .map(|deadline| deadline.saturating_duration_since(Instant::now()))
+    }
 }
+
+/// The longest single sleep of [`Sleeping`] (and of a parked producer): a
+/// larger cap is clamped to this, so a shutdown never waits out a long sleep.
+pub const MAX_SLEEP: Duration = Duration::from_millis(10);
 
 /// Spins on the condition with `std::hint::spin_loop()`.
 ///
@@ -166,8 +179,14 @@ impl Sleeping {
         Self::with_max_sleep(Duration::from_micros(100))
     }
 
-    /// As [`Sleeping::new`], with another cap on one sleep.
+    /// As [`Sleeping::new`], with another cap on one sleep. A cap of zero
+    /// yields instead of sleeping; a cap above [`MAX_SLEEP`] is clamped to it.
     pub const fn with_max_sleep(max_sleep: Duration) -> Self {
+        let max_sleep = if max_sleep.as_nanos() > MAX_SLEEP.as_nanos() {
+            MAX_SLEEP
+        } else {
+            max_sleep
+        };
         Self {
             spins: SPINS,
             yields: SPINS,
@@ -190,18 +209,20 @@ impl WaitStrategy for Sleeping {
     ) -> Option<T> {
         let deadline = Deadline::after(timeout);
         let mut polls: u32 = 0;
-        let mut sleep = Duration::from_micros(1);
+        let mut sleep = Duration::from_micros(1).min(self.max_sleep);
         loop {
             if let Some(value) = ready() {
                 return Some(value);
             }
             if polls < self.spins {
                 spin_loop();
-            } else if polls < self.spins + self.yields {
+            } else if polls < self.spins + self.yields || self.max_sleep.is_zero() {
                 thread::yield_now();
             } else {
-                thread::sleep(sleep);
-                sleep = (sleep * 2).min(self.max_sleep);
+                // Never sleep past the deadline: a timeout stays a timeout.
+                let nap = deadline.remaining().map_or(sleep, |left| sleep.min(left));
+                thread::sleep(nap);
+                sleep = sleep.saturating_mul(2).min(self.max_sleep);
             }
             polls = polls.saturating_add(1);
             if polls > self.spins && deadline.passed() {
@@ -293,7 +314,7 @@ impl WaitStrategy for Blocking {
     }
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(tickring_loom)))]
 mod tests {
     use super::*;
     use std::sync::atomic::AtomicBool;

@@ -9,12 +9,11 @@ use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::Duration;
 
-use common::{
-    assert_saw_all, collect_seen, publish_ticks, scaled, wait_until, with_timeout, Recorder, Tick,
-};
+use common::ticks::{assert_saw_all, collect_seen, publish_ticks, Recorder, Tick};
+use common::{scaled, wait_until, with_timeout};
 use tickring::{
-    build_single_producer, Blocking, EventHandler, Producer, PublishError, TryPublishError,
-    WaitStrategy, Yielding,
+    build_single_producer, Blocking, EventHandler, EventProducer, Producer, PublishError,
+    TryPublishError, WaitStrategy, Yielding,
 };
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -67,12 +66,12 @@ fn try_publish_on_a_full_ring_returns_full_and_publishes_nothing() {
         let (report_to, reports) = mpsc::channel();
         let (permits, permit_source) = mpsc::channel();
         let mut producer = build_single_producer(8, Tick::default, Yielding::new())
+            // One event per batch, so its sequence moves with every permit.
+            .max_batch_size(1)
             .handle_events_with_handler(Permitted {
                 inner: Recorder::new("held", vec![], report_to),
                 permits: permit_source,
             })
-            // One event per batch, so its sequence moves with every permit.
-            .max_batch_size(1)
             .build()
             .expect("build");
         assert_eq!(producer.capacity(), 8);
@@ -135,18 +134,18 @@ fn capacity_and_lags_are_exact_while_a_handler_is_held() {
         let (report_to, reports) = mpsc::channel();
         let (permits, permit_source) = mpsc::channel();
         let mut producer = build_single_producer(16, Tick::default, Blocking::new())
-            .handle_events_with_handler(Recorder::new("fast", vec![], report_to.clone()))
             .thread_name("fast")
+            .handle_events_with_handler(Recorder::new("fast", vec![], report_to.clone()))
+            .thread_name("held")
+            // One event per batch, so its sequence moves with every permit.
+            .max_batch_size(1)
             .handle_events_with_handler(Permitted {
                 inner: Recorder::new("held", vec![], report_to.clone()),
                 permits: permit_source,
             })
-            .thread_name("held")
-            // One event per batch, so its sequence moves with every permit.
-            .max_batch_size(1)
             .and_then()
-            .handle_events_with_handler(Recorder::new("behind", vec![], report_to))
             .thread_name("behind")
+            .handle_events_with_handler(Recorder::new("behind", vec![], report_to))
             .build()
             .expect("build");
         let expect_lags = |fast: u64, held: u64, behind: u64| {
@@ -427,9 +426,9 @@ fn max_batch_size_caps_every_batch(downstream: bool) {
             builder = builder.handle_events_with(|_: &Tick, _, _| {}).and_then();
         }
         let mut producer = builder
-            .handle_events_with_handler(capped)
             .thread_name("capped")
             .max_batch_size(CAP)
+            .handle_events_with_handler(capped)
             .build()
             .expect("build");
         publish_ticks(&mut producer, EVENTS);

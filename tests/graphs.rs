@@ -7,7 +7,8 @@ mod common;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{assert_saw_all, collect_seen, publish_ticks, with_timeout, Recorder, Tick};
+use common::ticks::{assert_saw_all, collect_seen, publish_ticks, Recorder, Tick};
+use common::with_timeout;
 use tickring::{build_single_producer, Blocking, ShutdownReport, Sleeping, Yielding};
 
 /// Events per run; the release numbers are the contract's minimum.
@@ -93,13 +94,13 @@ fn diamond(ring_size: usize) {
         let right = Recorder::new("right", vec![], report_to.clone());
         let join = Recorder::new("z-join", vec![left.progress(), right.progress()], report_to);
         let mut producer = build_single_producer(ring_size, Tick::default, Sleeping::new())
-            .handle_events_with_handler(left)
             .thread_name("left")
-            .handle_events_with_handler(right)
+            .handle_events_with_handler(left)
             .thread_name("right")
+            .handle_events_with_handler(right)
             .and_then()
-            .handle_events_with_handler(join)
             .thread_name("join")
+            .handle_events_with_handler(join)
             .build()
             .expect("build");
         publish_ticks(&mut producer, EVENTS);

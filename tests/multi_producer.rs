@@ -2,24 +2,27 @@
 //! clones of `MultiProducer`. Every event arrives exactly once, each
 //! producer's events in that producer's order; `try_*` and `publish_timeout`
 //! never claim what they do not publish; the last handle (dropped or shut
-//! down) drains the pipeline exactly once; a halted pipeline releases
-//! producers blocked on a full ring with `PublishError::Halted`.
+//! down) shuts the pipeline down and `close` does so whatever handles
+//! remain, draining what was published either way.
+//!
+//! (Handles let go from many threads at once, and a halt releasing
+//! producers blocked on a full ring, are tested in `faults.rs`.)
 
-mod common_mp;
+mod common;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Barrier, Mutex, PoisonError};
+use std::sync::{mpsc, Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::Duration;
 
-use common_mp::{
+use common::{
     events, join, scaled, silence_expected_panics, wait_until, with_timeout, Failures, Gate,
     GateKeeper, XorShift, EXPECTED_PANIC, TEST_LIMIT,
 };
 use tickring::{
-    build_multi_producer, Blocking, EventHandler, FullRingWait, MultiProducer, PublishError,
-    TryPublishError, WaitStrategy, Yielding,
+    build_multi_producer, Blocking, EventHandler, EventProducer, FullRingWait, MultiProducer,
+    PublishError, PublishTimeoutError, TryPublishError, WaitStrategy, Yielding,
 };
 
 const PRODUCERS: u32 = 4;
@@ -298,7 +301,8 @@ fn producers_into_ring<W: WaitStrategy>(
     // A longer bound than the other tests: 4M hand-offs through a ring of 1
     // take ~6 s on a quiet 2-core machine and over 60 s when other builds
     // share the cores; a hang still fails, after 5 minutes.
-    with_timeout(5 * TEST_LIMIT, move || {
+    let name = format!("{PRODUCERS}-producers-ring-of-{size}-pipeline-{pipeline}");
+    with_timeout(5 * TEST_LIMIT, &name, move || {
         let (report_to, reports) = mpsc::channel();
         let builder = build_multi_producer(size, Order::default, wait).producer_wait(full_ring);
         let (builder, checkers) = if pipeline {
@@ -458,13 +462,13 @@ fn held_ring_of_8<W: WaitStrategy>(
     let (gate, held) = Gate::closed();
     let (seen_by_handler, seen) = mpsc::channel();
     let mut producer = build_multi_producer(8, Order::default, wait)
+        .thread_name("held")
         .handle_events_with(move |order: &Order, sequence, _| {
             if sequence == 0 {
                 held.wait();
             }
             let _ = seen_by_handler.send((sequence, *order));
         })
-        .thread_name("held")
         .build()
         .expect("valid pipeline");
     for counter in 0..fill_first {
@@ -490,7 +494,7 @@ fn orders_of_producer_0(count: u64) -> Vec<(i64, Order)> {
 
 #[test]
 fn try_publish_on_a_full_ring_returns_full_and_publishes_nothing() {
-    with_timeout(TEST_LIMIT, || {
+    with_timeout(TEST_LIMIT, "try-publish-full", || {
         let (mut producer, gate, seen) = held_ring_of_8(Yielding::new(), 8);
         assert_eq!(producer.remaining_capacity(), 0, "8 events in a ring of 8");
         let lags: Vec<_> = producer
@@ -553,14 +557,14 @@ fn try_publish_on_a_full_ring_returns_full_and_publishes_nothing() {
 
 #[test]
 fn publish_timeout_times_out_and_publishes_nothing() {
-    with_timeout(TEST_LIMIT, || {
+    with_timeout(TEST_LIMIT, "publish-timeout", || {
         let (mut producer, gate, seen) = held_ring_of_8(Blocking::new(), 8);
         let mut called = false;
         let outcome = producer.publish_timeout(Duration::from_millis(20), |order| {
             called = true;
             *order = Order::new(9, 9);
         });
-        assert_eq!(outcome, Err(PublishError::TimedOut));
+        assert_eq!(outcome, Err(PublishTimeoutError::TimedOut));
         assert!(!called, "publish_timeout called the closure and timed out");
         assert_eq!(producer.remaining_capacity(), 0, "nothing claimed");
 
@@ -569,7 +573,7 @@ fn publish_timeout_times_out_and_publishes_nothing() {
         let outcome = join(thread::spawn(move || {
             other.publish_timeout(Duration::from_millis(5), |order| *order = Order::new(9, 9))
         }));
-        assert_eq!(outcome, Err(PublishError::TimedOut));
+        assert_eq!(outcome, Err(PublishTimeoutError::TimedOut));
 
         gate.open();
         let sequence = producer
@@ -591,7 +595,7 @@ fn publish_timeout_times_out_and_publishes_nothing() {
 
 #[test]
 fn try_batch_publish_never_over_claims() {
-    with_timeout(TEST_LIMIT, || {
+    with_timeout(TEST_LIMIT, "try-batch-over-claim", || {
         let (mut producer, gate, seen) = held_ring_of_8(Yielding::new(), 5);
         assert_eq!(producer.remaining_capacity(), 3);
 
@@ -664,7 +668,7 @@ fn concurrent_try_batch_publish_leaves_no_gap() {
     // over-claimed range would never be published, and the handler (and so
     // the shutdown) would wait for it forever.
     const PER_PRODUCER: u64 = events(100_000);
-    with_timeout(TEST_LIMIT, || {
+    with_timeout(TEST_LIMIT, "concurrent-try-batch", || {
         let (report_to, reports) = mpsc::channel();
         let producer = build_multi_producer(16, Order::default, Yielding::new())
             .handle_events_with_handler(OrderChecker::new("a", PRODUCERS, vec![], report_to))
@@ -708,63 +712,8 @@ fn concurrent_try_batch_publish_leaves_no_gap() {
 }
 
 #[test]
-fn dropping_handles_from_several_threads_shuts_down_once_and_drains() {
-    const HANDLES: u32 = 8;
-    const PER_HANDLE: u64 = 128; // 8 × 128 = the whole ring: nobody blocks while held
-    with_timeout(TEST_LIMIT, || {
-        let (gate, held) = Gate::closed();
-        let (report_to, reports) = mpsc::channel();
-        let mut checker = OrderChecker::new("a", HANDLES, vec![], report_to);
-        checker.hold_at_first = Some(held);
-        let lifecycle = Arc::clone(&checker.lifecycle);
-        let producer = build_multi_producer(1024, Order::default, Yielding::new())
-            .handle_events_with_handler(checker)
-            .build()
-            .expect("valid pipeline");
-        let all_published = Arc::new(Barrier::new(HANDLES as usize + 1));
-        let mut handles: Vec<_> = (1..HANDLES).map(|_| producer.clone()).collect();
-        handles.push(producer);
-        let threads: Vec<_> = handles
-            .into_iter()
-            .enumerate()
-            .map(|(id, mut producer)| {
-                let all_published = Arc::clone(&all_published);
-                thread::spawn(move || {
-                    for counter in 0..PER_HANDLE {
-                        producer
-                            .publish(|order| *order = Order::new(id as u32, counter))
-                            .expect("publish");
-                    }
-                    all_published.wait();
-                    drop(producer); // all at once; the last one drains and joins
-                })
-            })
-            .collect();
-        all_published.wait();
-        // The handler is still held at event 0: the drops find the whole
-        // backlog unhandled (unless they are slower than this pause, which
-        // makes the test weaker, never wrong).
-        thread::sleep(Duration::from_millis(20));
-        assert_eq!(lifecycle.shutdowns.load(Ordering::Relaxed), 0);
-        gate.open();
-        for thread in threads {
-            join(thread);
-        }
-        // Every handle is gone and the last drop has joined the handler.
-        assert_eq!(lifecycle.starts.load(Ordering::Relaxed), 1);
-        assert_eq!(
-            lifecycle.shutdowns.load(Ordering::Relaxed),
-            1,
-            "the pipeline shuts down exactly once"
-        );
-        let checked = collect_checked(&reports, 1);
-        assert_saw_every_order(&checked[0], HANDLES, PER_HANDLE);
-    });
-}
-
-#[test]
 fn shutdown_returns_none_from_every_handle_but_the_last() {
-    with_timeout(TEST_LIMIT, || {
+    with_timeout(TEST_LIMIT, "shutdown-none-but-last", || {
         let (report_to, reports) = mpsc::channel();
         let mut first = build_multi_producer(64, Order::default, Blocking::new())
             .handle_events_with_handler(OrderChecker::new("a", 4, vec![], report_to))
@@ -793,101 +742,76 @@ fn shutdown_returns_none_from_every_handle_but_the_last() {
         let checked = &collect_checked(&reports, 1)[0];
         checked.failures.assert_none("a");
         assert_eq!(checked.next_counter, [1, 1, 1, 2]);
-
-        // From several threads at once: exactly one `Some`, with every event.
-        let (report_to, reports) = mpsc::channel();
-        let producer = build_multi_producer(64, Order::default, Yielding::new())
-            .handle_events_with_handler(OrderChecker::new("b", 6, vec![], report_to))
-            .build()
-            .expect("valid pipeline");
-        let all_published = Arc::new(Barrier::new(6));
-        let mut handles: Vec<_> = (1..6).map(|_| producer.clone()).collect();
-        handles.push(producer);
-        let threads: Vec<_> = handles
-            .into_iter()
-            .enumerate()
-            .map(|(id, mut producer)| {
-                let all_published = Arc::clone(&all_published);
-                thread::spawn(move || {
-                    for counter in 0..1_000 {
-                        producer
-                            .publish(|order| *order = Order::new(id as u32, counter))
-                            .expect("publish");
-                    }
-                    all_published.wait();
-                    producer.shutdown()
-                })
-            })
-            .collect();
-        let reports_returned: Vec<_> = threads.into_iter().filter_map(join).collect();
-        assert_eq!(reports_returned.len(), 1, "exactly one handle is the last");
-        assert_eq!(reports_returned[0].handlers[0].events_handled, 6_000);
-        let checked = &collect_checked(&reports, 1)[0];
-        assert_saw_every_order(checked, 6, 1_000);
     });
 }
 
+/// `close` from one handle while three others publish from their threads:
+/// each publisher stops with `Closed` (never hangs, never another error),
+/// and every event published before it is handled, in each producer's
+/// order, with no gap.
 #[test]
-fn a_panicking_handler_releases_blocked_producers_with_halted() {
-    silence_expected_panics();
-    const PANIC_AT: i64 = 100;
-    with_timeout(TEST_LIMIT, || {
-        let producer = build_multi_producer(8, Order::default, Yielding::new())
-            .handle_events_with(|_: &Order, _, _| {})
-            .handle_events_with(|_: &Order, sequence, _| {
-                if sequence == PANIC_AT {
-                    panic!("{EXPECTED_PANIC}: the risk check fails");
-                }
-            })
-            .thread_name("risk")
-            .and_then()
-            .handle_events_with(|_: &Order, _, _| {})
+fn close_while_other_handles_publish_drains_what_they_published() {
+    const PUBLISHERS: u32 = 3;
+    with_timeout(TEST_LIMIT, "close-while-publishing", || {
+        let (report_to, reports) = mpsc::channel();
+        let producer = build_multi_producer(16, Order::default, Yielding::new())
+            .handle_events_with_handler(OrderChecker::new("a", PUBLISHERS, vec![], report_to))
             .build()
             .expect("valid pipeline");
-        // Each thread publishes until it gets an error; none may wait forever.
-        let threads: Vec<_> = (0..PRODUCERS)
+        let published = Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = (0..PUBLISHERS)
             .map(|id| {
-                let mut producer = producer.clone();
+                let mut handle = producer.clone();
+                let published = Arc::clone(&published);
                 thread::spawn(move || {
-                    let mut published = 0u64;
+                    let mut counter = 0u64;
                     loop {
-                        let outcome = if published % 2 == 0 {
-                            producer.publish(|order| *order = Order::new(id, published))
+                        let outcome = if counter % 3 == 2 {
+                            handle.batch_publish(2, |order, _| {
+                                *order = Order::new(id, counter);
+                                counter += 1;
+                            })
                         } else {
-                            producer.batch_publish(3, |order, _| *order = Order::new(id, 0))
+                            handle.publish(|order| {
+                                *order = Order::new(id, counter);
+                                counter += 1;
+                            })
                         };
                         match outcome {
-                            Ok(_) => published += 1,
-                            Err(error) => return (error, producer),
+                            Ok(_) => {
+                                published.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(error) => return (error, counter),
                         }
                     }
                 })
             })
             .collect();
-        let mut handles = Vec::new();
+        wait_until(TEST_LIMIT, "the publishers are well under way", || {
+            published.load(Ordering::Relaxed) >= 1_000
+        });
+        let report = producer.close();
+        let mut total = 0;
+        let mut per_producer = Vec::new();
         for thread in threads {
-            let (error, handle) = join(thread);
-            assert_eq!(error, PublishError::Halted);
-            handles.push(handle);
+            let (error, counter) = join(thread);
+            assert_eq!(
+                error,
+                PublishError::Closed,
+                "after close, publish says Closed"
+            );
+            per_producer.push(counter);
+            total += counter;
         }
-        let mut handle = handles.pop().expect("four handles");
+        assert_eq!(report.handlers.len(), 1);
         assert_eq!(
-            handle.try_publish(|order| *order = Order::new(0, 0)),
-            Err(TryPublishError::Halted)
+            report.handlers[0].events_handled, total,
+            "every event published before the close is handled"
         );
-        assert_eq!(
-            handle.publish_timeout(Duration::from_millis(5), |order| *order = Order::new(0, 0)),
-            Err(PublishError::Halted)
-        );
-        drop(handles);
-        drop(producer);
-        let report = handle.shutdown().expect("the last handle");
-        let panic = report.first_panic().expect("the panic is reported");
-        assert_eq!(panic.handler, "risk");
-        assert_eq!(panic.sequence, Some(PANIC_AT));
-        assert!(panic.message.contains("the risk check fails"), "{panic}");
-        let risk = report.handler("risk").expect("risk's report");
-        assert_eq!(risk.events_handled, PANIC_AT as u64);
+        let checked = &collect_checked(&reports, 1)[0];
+        checked.failures.assert_none("a");
+        assert_eq!(checked.next_counter, per_producer);
+        assert_eq!(checked.events, total);
     });
 }
 
@@ -896,7 +820,7 @@ fn a_panicking_fill_still_publishes_its_claim_and_nothing_stalls() {
     // A claimed sequence that never appeared would stall every handler, so
     // the claim is published even when `fill` panics (the type's docs).
     silence_expected_panics();
-    with_timeout(TEST_LIMIT, || {
+    with_timeout(TEST_LIMIT, "panicking-fill", || {
         let (seen_by_handler, seen) = mpsc::channel();
         let mut producer = build_multi_producer(8, Order::default, Yielding::new())
             .handle_events_with(move |_: &Order, sequence, _| {

@@ -9,7 +9,7 @@ use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use common::with_timeout;
-use tickring::{build_single_producer, EventHandler, MutEventHandler, Yielding};
+use tickring::{build_single_producer, EventHandler, EventProducer, MutEventHandler, Yielding};
 
 const EVENTS: i64 = if cfg!(debug_assertions) {
     50_000

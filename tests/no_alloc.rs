@@ -12,8 +12,10 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::Tick;
-use tickring::{build_single_producer, Blocking, BusySpin, Producer, Sleeping, WaitStrategy};
+use common::ticks::Tick;
+use tickring::{
+    build_single_producer, Blocking, BusySpin, EventProducer, Producer, Sleeping, WaitStrategy,
+};
 
 /// Wraps the system allocator, counting allocations and frees from every thread.
 struct Counting;
@@ -67,8 +69,9 @@ struct Progress {
     wrong: AtomicU64,
 }
 
-/// Kills the process if the measured section hangs: the section itself must
-/// not allocate, so it cannot use a channel or a timed join to bound itself.
+/// Kills the process if a pipeline's run (warm-up, measured section and
+/// shutdown) hangs: the measured section must not allocate, so it cannot use
+/// a channel or a timed join (`common::with_timeout`) to bound itself.
 struct Watchdog {
     done: Arc<AtomicBool>,
     thread: Option<thread::JoinHandle<()>>,
@@ -92,7 +95,9 @@ impl Watchdog {
                 thread::sleep(Duration::from_millis(5));
             }
         });
+        let deadline = Instant::now() + LIMIT;
         while !running.load(Ordering::Acquire) {
+            assert!(Instant::now() < deadline, "the watchdog never started");
             thread::yield_now();
         }
         Self {
@@ -157,6 +162,7 @@ fn publish_and_consume<W: WaitStrategy>(
 }
 
 /// Counts the allocations (and frees) made while `count` events travel.
+/// The caller's [`Watchdog`] bounds it.
 fn allocations_while_running<W: WaitStrategy>(
     what: &'static str,
     producer: &mut Producer<Tick, W>,
@@ -165,13 +171,11 @@ fn allocations_while_running<W: WaitStrategy>(
     // Warm up: first-use initialisation (thread parking, lazily touched
     // statics) may allocate once; it is not the event path.
     publish_and_consume(producer, progress, 0, WARM_UP);
-    let watchdog = Watchdog::start(what);
     let allocations_before = ALLOCATIONS.load(Ordering::SeqCst);
     let frees_before = FREES.load(Ordering::SeqCst);
     publish_and_consume(producer, progress, WARM_UP, EVENTS);
     let allocations = ALLOCATIONS.load(Ordering::SeqCst) - allocations_before;
     let frees = FREES.load(Ordering::SeqCst) - frees_before;
-    watchdog.stop();
     for handler in progress {
         assert_eq!(
             handler.wrong.load(Ordering::Acquire),
@@ -198,6 +202,7 @@ fn publish_and_consume_allocate_nothing() {
     let mut results = Vec::new();
 
     // Busy-spin: the producer and one handler, a core each.
+    let watchdog = Watchdog::start("busy-spin");
     let progress = vec![Arc::new(Progress::default())];
     let mut producer = build_single_producer(1024, Tick::default, BusySpin)
         .handle_events_with(checker(&progress[0]))
@@ -209,9 +214,11 @@ fn publish_and_consume_allocate_nothing() {
     ));
     let report = producer.shutdown();
     assert_eq!(report.handlers[0].events_handled, (WARM_UP + EVENTS) as u64);
+    watchdog.stop();
 
     // Blocking: a mutable stage, two readers, one more stage; threads park
     // and are woken all along (a ring of 64 fills and drains constantly).
+    let watchdog = Watchdog::start("blocking");
     let progress: Vec<Arc<Progress>> = (0..4).map(|_| Arc::default()).collect();
     let mut producer = build_single_producer(64, Tick::default, Blocking::new())
         // Rewrites the event in place (same content: the checkers verify it).
@@ -236,8 +243,10 @@ fn publish_and_consume_allocate_nothing() {
             "{handler:?}"
         );
     }
+    watchdog.stop();
 
     // Sleeping: its waits call thread::sleep.
+    let watchdog = Watchdog::start("sleeping");
     let progress = vec![Arc::new(Progress::default()), Arc::new(Progress::default())];
     let mut producer = build_single_producer(256, Tick::default, Sleeping::new())
         .handle_events_with(checker(&progress[0]))
@@ -250,6 +259,7 @@ fn publish_and_consume_allocate_nothing() {
         allocations_while_running("sleeping", &mut producer, &progress),
     ));
     drop(producer);
+    watchdog.stop();
 
     for (strategy, (allocations, frees)) in results {
         assert_eq!(

@@ -10,12 +10,11 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use common::{
-    assert_saw_all, collect_seen, publish_ticks, wait_until, with_timeout, Recorder, Tick,
-};
+use common::ticks::{assert_saw_all, collect_seen, publish_ticks, Recorder, Tick};
+use common::{wait_until, with_timeout};
 use tickring::{
-    build_single_producer, Blocking, BusySpin, EventHandler, MutEventHandler, Sleeping,
-    WaitStrategy, Yielding,
+    build_single_producer, Blocking, BusySpin, EventHandler, EventProducer, MutEventHandler,
+    Sleeping, WaitStrategy, Yielding,
 };
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -64,8 +63,8 @@ fn drains_the_backlog<W: WaitStrategy>(wait: W, strategy: &str, whole_graph: boo
             release: Arc::clone(&release),
         };
         let mut builder = build_single_producer(4096, Tick::default, wait)
-            .handle_events_with_handler(held)
-            .thread_name("held");
+            .thread_name("held")
+            .handle_events_with_handler(held);
         let mut recorders = 1;
         if whole_graph {
             builder = builder
@@ -269,12 +268,12 @@ fn lifecycle_runs_once_on_the_handlers_thread(events: i64) {
         let hooks: HookLog = Arc::default();
         let factory_hooks = Arc::clone(&hooks);
         let mut producer = build_single_producer(16, || 0u64, Blocking::new())
-            .handle_events_mut_handler(Lifecycle::new("decode", &hooks))
             .thread_name("decode")
+            .handle_events_mut_handler(Lifecycle::new("decode", &hooks))
             .and_then()
             .handle_events_with_handler(Lifecycle::new("book", &hooks))
-            .handle_events_with_handler(Lifecycle::new("risk", &hooks))
             .thread_name("risk-check")
+            .handle_events_with_handler(Lifecycle::new("risk", &hooks))
             .and_then()
             .handle_events_with_factory(move || {
                 log(&factory_hooks, "local", Hook::Created);
@@ -346,20 +345,15 @@ fn shutdown_with_no_event_published_runs_each_hook_once() {
 }
 
 /// An idle pipeline of each strategy shuts down (a parked Blocking or
-/// sleeping waiter must be woken) and reports nothing handled.
-fn idle_shutdown<W: WaitStrategy>(wait: W, strategy: &str, handlers: usize, via_drop: bool) {
+/// sleeping waiter must be woken) and reports nothing handled: two idle
+/// recorders in the first stage, one handler behind them.
+fn idle_shutdown<W: WaitStrategy>(wait: W, strategy: &str, via_drop: bool) {
+    let handlers = 2;
     with_timeout(LIMIT, &format!("idle-{strategy}"), move || {
         let (report_to, reports) = mpsc::channel();
-        let mut builder = build_single_producer(8, Tick::default, wait);
-        for _ in 0..handlers {
-            builder = builder.handle_events_with_handler(Recorder::new(
-                "idle",
-                vec![],
-                report_to.clone(),
-            ));
-        }
-        drop(report_to);
-        let producer = builder
+        let producer = build_single_producer(8, Tick::default, wait)
+            .handle_events_with_handler(Recorder::new("idle", vec![], report_to.clone()))
+            .handle_events_with_handler(Recorder::new("idle", vec![], report_to))
             .and_then()
             .handle_events_with(|_: &Tick, _, _| {})
             .build()
@@ -384,10 +378,10 @@ fn idle_shutdown<W: WaitStrategy>(wait: W, strategy: &str, handlers: usize, via_
 
 #[test]
 fn idle_shutdown_every_strategy() {
-    idle_shutdown(Yielding::new(), "yielding", 2, false);
-    idle_shutdown(Sleeping::new(), "sleeping", 2, false);
-    idle_shutdown(Blocking::new(), "blocking", 2, false);
-    idle_shutdown(Blocking::new(), "blocking-drop", 2, true);
+    idle_shutdown(Yielding::new(), "yielding", false);
+    idle_shutdown(Sleeping::new(), "sleeping", false);
+    idle_shutdown(Blocking::new(), "blocking", false);
+    idle_shutdown(Blocking::new(), "blocking-drop", true);
 }
 
 /// Counts `on_timeout` calls and checks the sequence each one reports.
@@ -415,12 +409,12 @@ fn on_timeout_fires_while_idle<W: WaitStrategy>(wait: W, strategy: &str, with_si
         let handled = Arc::new(AtomicI64::new(-1));
         let sibling_timeouts = Arc::new(AtomicU64::new(0));
         let mut builder = build_single_producer(8, || 0u64, wait)
+            .wait_timeout(Duration::from_millis(5))
             .handle_events_with_handler(TimeoutWatcher {
                 timeouts: Arc::clone(&timeouts),
                 last_timeout_sequence: Arc::clone(&last_timeout_sequence),
                 handled: Arc::clone(&handled),
-            })
-            .wait_timeout(Duration::from_millis(5));
+            });
         if with_sibling {
             // No wait_timeout: it must never see on_timeout.
             builder = builder.handle_events_with_handler(TimeoutWatcher {
@@ -500,12 +494,12 @@ fn wait_timeout_in_a_downstream_stage() {
         let mut producer = build_single_producer(8, || 0u64, Blocking::new())
             .handle_events_with(|_: &u64, _, _| {})
             .and_then()
+            .wait_timeout(Duration::from_millis(5))
             .handle_events_with_handler(TimeoutWatcher {
                 timeouts: Arc::clone(&timeouts),
                 last_timeout_sequence: Arc::clone(&last_timeout_sequence),
                 handled: Arc::clone(&handled),
             })
-            .wait_timeout(Duration::from_millis(5))
             .build()
             .expect("build");
         producer.publish(|event| *event = 1).expect("publish");

@@ -3,18 +3,15 @@
 //! after the worker that took it has finished it, in sequence order, whatever
 //! stands beside the pool or in front of it.
 
-mod common_mp;
+mod common;
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
-use common_mp::{
-    events, join, silence_expected_panics, with_timeout, Failures, XorShift, EXPECTED_PANIC,
-    TEST_LIMIT,
-};
+use common::{events, join, with_timeout, Failures, XorShift, TEST_LIMIT};
 use tickring::{
-    build_multi_producer, build_single_producer, Blocking, EventHandler, Producer, PublishError,
+    build_multi_producer, build_single_producer, Blocking, EventHandler, EventProducer, Producer,
     ShutdownReport, WaitStrategy, Yielding,
 };
 
@@ -191,7 +188,7 @@ impl EventHandler<Job> for Behind {
 }
 
 fn pool_handles_every_event_once(size: usize, count: u64) {
-    with_timeout(TEST_LIMIT, move || {
+    with_timeout(TEST_LIMIT, &format!("pool-ring-of-{size}"), move || {
         let ledger = Ledger::new(count);
         let mut producer = build_single_producer(size, Job::default, Yielding::new())
             .handle_events_with_workers(pool(&ledger))
@@ -221,7 +218,7 @@ fn a_pool_of_three_handles_every_event_exactly_once_ring_of_8192() {
 #[test]
 fn a_stage_behind_the_pool_sees_every_event_in_order_after_the_pool() {
     let count = events(1_000_000);
-    with_timeout(TEST_LIMIT, move || {
+    with_timeout(TEST_LIMIT, "pool-then-stage", move || {
         let ledger = Ledger::new(count);
         let behind = Behind {
             name: "behind",
@@ -232,8 +229,8 @@ fn a_stage_behind_the_pool_sees_every_event_in_order_after_the_pool() {
         let mut producer = build_single_producer(64, Job::default, Blocking::new())
             .handle_events_with_workers(pool(&ledger))
             .and_then()
-            .handle_events_with_handler(behind)
             .thread_name("behind")
+            .handle_events_with_handler(behind)
             .build()
             .expect("valid pipeline");
         publish_jobs(&mut producer, count);
@@ -248,7 +245,7 @@ fn a_stage_behind_the_pool_sees_every_event_in_order_after_the_pool() {
 #[test]
 fn a_pool_beside_a_handler_in_one_stage() {
     let count = events(500_000);
-    with_timeout(TEST_LIMIT, move || {
+    with_timeout(TEST_LIMIT, "pool-beside-handler", move || {
         let ledger = Ledger::new(count);
         let journal_progress = Arc::new(AtomicI64::new(-1));
         let journal_seen = Arc::new(AtomicU64::new(0));
@@ -275,11 +272,11 @@ fn a_pool_beside_a_handler_in_one_stage() {
         };
         let mut producer = build_single_producer(128, Job::default, Yielding::new())
             .handle_events_with_workers(pool(&ledger))
-            .handle_events_with(journal)
             .thread_name("journal")
+            .handle_events_with(journal)
             .and_then()
-            .handle_events_with_handler(behind)
             .thread_name("behind")
+            .handle_events_with_handler(behind)
             .build()
             .expect("valid pipeline");
         publish_jobs(&mut producer, count);
@@ -302,7 +299,7 @@ fn a_pool_in_a_multi_producer_pipeline() {
     const PRODUCERS: u64 = 3;
     let per_producer = events(200_000);
     let count = PRODUCERS * per_producer;
-    with_timeout(TEST_LIMIT, move || {
+    with_timeout(TEST_LIMIT, "pool-multi-producer", move || {
         let ledger = Ledger::new(count);
         let workers: Vec<_> = (0..WORKERS)
             .map(|_| {
@@ -324,11 +321,12 @@ fn a_pool_in_a_multi_producer_pipeline() {
         let mut next_counter = vec![0; PRODUCERS as usize];
         let order_ledger = Arc::clone(&ledger);
         let producer = build_multi_producer(256, Job::default, Blocking::new())
-            .handle_events_mut(|job: &mut Job, sequence, _| job.stamped = sequence)
             .thread_name("stamp")
+            .handle_events_mut(|job: &mut Job, sequence, _| job.stamped = sequence)
             .and_then()
             .handle_events_with_workers(workers)
             .and_then()
+            .thread_name("behind")
             .handle_events_with(move |job: &Job, sequence, end_of_batch| {
                 behind.on_event(job, sequence, end_of_batch);
                 match next_counter.get_mut(job.origin as usize) {
@@ -338,7 +336,6 @@ fn a_pool_in_a_multi_producer_pipeline() {
                     }),
                 }
             })
-            .thread_name("behind")
             .build()
             .expect("valid pipeline");
         let publishers: Vec<_> = (0..PRODUCERS)
@@ -381,7 +378,7 @@ fn a_pool_in_a_multi_producer_pipeline() {
 #[test]
 fn two_pools_in_one_stage_each_handle_every_event_once() {
     let count = events(200_000);
-    with_timeout(TEST_LIMIT, move || {
+    with_timeout(TEST_LIMIT, "two-pools", move || {
         let first = Ledger::new(count);
         let second = Ledger::new(count);
         let mut producer = build_single_producer(64, Job::default, Yielding::new())
@@ -399,46 +396,39 @@ fn two_pools_in_one_stage_each_handle_every_event_once() {
     });
 }
 
+/// Options before a pool configure every worker: `thread_name("orders")`
+/// names the workers `orders-0`, `orders-1`, ..., each running on the
+/// thread of that name.
 #[test]
-fn a_panicking_worker_halts_the_pipeline_and_releases_the_producer() {
-    silence_expected_panics();
-    const PANIC_AT: i64 = 50;
-    with_timeout(TEST_LIMIT, || {
+fn options_before_a_pool_configure_every_worker() {
+    let count = events(10_000);
+    with_timeout(TEST_LIMIT, "pool-options", move || {
+        let ledger = Ledger::new(count);
         let workers: Vec<_> = (0..WORKERS)
             .map(|_| {
-                |_: &Job, sequence: i64, _: bool| {
-                    if sequence == PANIC_AT {
-                        panic!("{EXPECTED_PANIC}: worker fails");
+                let ledger = Arc::clone(&ledger);
+                move |_: &Job, sequence: i64, _: bool| {
+                    let thread = thread::current();
+                    let name = thread.name().unwrap_or_default();
+                    if !name.starts_with("orders-") {
+                        ledger.fail(|| format!("worker thread named {name:?}"));
                     }
+                    ledger.work(sequence);
                 }
             })
             .collect();
-        let behind_seen = Arc::new(AtomicI64::new(-1));
-        let behind_progress = Arc::clone(&behind_seen);
-        let mut producer = build_single_producer(16, Job::default, Yielding::new())
+        let mut producer = build_single_producer(64, Job::default, Yielding::new())
+            .thread_name("orders")
             .handle_events_with_workers(workers)
             .and_then()
-            .handle_events_with(move |_: &Job, sequence, _| {
-                behind_progress.store(sequence, Ordering::Release);
-            })
+            .handle_events_with(|_: &Job, _, _| {})
             .build()
             .expect("valid pipeline");
-        let mut published = 0u64;
-        let error = loop {
-            match producer.publish(|job| *job = Job::new(published, 0)) {
-                Ok(_) => published += 1,
-                Err(error) => break error,
-            }
-        };
-        assert_eq!(error, PublishError::Halted);
+        publish_jobs(&mut producer, count);
         let report = producer.shutdown();
-        let panic = report
-            .first_panic()
-            .expect("the worker's panic is reported");
-        assert_eq!(panic.sequence, Some(PANIC_AT));
-        assert!(
-            behind_seen.load(Ordering::Acquire) < PANIC_AT,
-            "the stage behind never passes the event the pool did not finish"
-        );
+        let names: Vec<&str> = report.handlers.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(names, ["orders-0", "orders-1", "orders-2", "tickring-1-0"]);
+        assert_eq!(pool_total(&report, &["tickring-1-0"]), count);
+        ledger.assert_each_handled_once();
     });
 }

@@ -10,20 +10,37 @@
 //! published, or the handlers would wait for it forever). `try_*` and
 //! `*_timeout` claim with compare-exchange only once the room is there, so
 //! they never claim what they might not publish.
+//!
+//! Closing: [`MultiProducerSequencer::close`] sets a bit in the claim counter
+//! with the same atomic read-modify-write that claims use, so every claim is
+//! ordered before the close (it is drained) or after it (its producer sees
+//! the bit in the value it got back and publishes nothing).
 
 use std::sync::Arc;
 
 use crossbeam_utils::CachePadded;
 
 use crate::loom::sync::atomic::{AtomicI64, Ordering};
+use crate::ring_buffer::Claim;
 use crate::sequence::{min_sequence, Sequence};
+
+/// The claim counter's bit that says "closed: claim nothing more".
+const CLOSED: i64 = 1 << 62;
+
+/// A range claimed with `fetch_add` that has no room yet. It must become a
+/// `Claim` (after the wait) and be published, unless the pipeline halted.
+#[derive(Debug)]
+pub(crate) struct PendingClaim {
+    first: i64,
+    last: i64,
+}
 
 #[derive(Debug)]
 pub(crate) struct MultiProducerSequencer {
-    /// The next sequence to claim, shared by every producer.
+    /// The next sequence to claim, shared by every producer, with `CLOSED`.
     next_to_claim: CachePadded<AtomicI64>,
     capacity: i64,
-    /// The leaf handlers' sequences: no producer may lap them.
+    /// The leaf participants' sequences: no producer may lap them.
     gating_sequences: Box<[Arc<Sequence>]>,
 }
 
@@ -40,24 +57,52 @@ impl MultiProducerSequencer {
         self.capacity
     }
 
-    /// Claims `count` sequences unconditionally; returns the first. The
-    /// caller must wait for room and then publish all of them.
+    /// Claims `count` sequences unconditionally; `None` once closed. The
+    /// caller must wait for room ([`Self::ready`]) and publish all of them.
     #[inline]
-    pub(crate) fn claim(&self, count: i64) -> i64 {
-        // Relaxed: the RMW alone makes claims disjoint; the slot data is
-        // ordered by the stamps and the gating sequences, not by this counter.
-        self.next_to_claim.fetch_add(count, Ordering::Relaxed)
+    pub(crate) fn claim(&self, count: i64) -> Option<PendingClaim> {
+        // Relaxed: the RMW alone makes claims disjoint and orders them
+        // against `close`; the slot data is ordered by the stamps and the
+        // gating sequences, not by this counter.
+        let first = self.next_to_claim.fetch_add(count, Ordering::Relaxed);
+        if first & CLOSED != 0 {
+            return None;
+        }
+        Some(PendingClaim {
+            first,
+            last: first + count - 1,
+        })
     }
 
-    /// Claims `count` sequences only if they are free now; returns the first.
+    /// Turns a pending claim into a writable one once there is room.
     #[inline]
-    pub(crate) fn try_claim(&self, count: i64, cached_min_gate: &mut i64) -> Option<i64> {
+    pub(crate) fn ready(
+        &self,
+        pending: PendingClaim,
+        cached_min_gate: &mut i64,
+    ) -> Result<Claim, PendingClaim> {
+        if !self.has_room(pending.last, cached_min_gate) {
+            return Err(pending);
+        }
+        // SAFETY: invariant 1 — `fetch_add` gave this caller the range alone,
+        // nothing in it is published yet (only its claimer publishes it), and
+        // `has_room` saw every gating sequence `>= last - capacity` (acquire).
+        Ok(unsafe { Claim::new(pending.first, pending.last) })
+    }
+
+    /// Claims `count` sequences only if they are free now.
+    #[inline]
+    pub(crate) fn try_claim(&self, count: i64, cached_min_gate: &mut i64) -> TryClaim {
         // Relaxed load and CAS: as in `claim`; the CAS succeeding means nobody
-        // claimed in between, so the range checked is the range taken.
+        // claimed (or closed) in between, so the range checked is the range taken.
         let mut first = self.next_to_claim.load(Ordering::Relaxed);
         loop {
-            if !self.has_room(first + count - 1, cached_min_gate) {
-                return None;
+            if first & CLOSED != 0 {
+                return TryClaim::Closed;
+            }
+            let last = first + count - 1;
+            if !self.has_room(last, cached_min_gate) {
+                return TryClaim::Full;
             }
             match self.next_to_claim.compare_exchange_weak(
                 first,
@@ -65,7 +110,9 @@ impl MultiProducerSequencer {
                 Ordering::Relaxed,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => return Some(first),
+                // SAFETY: invariant 1 — as in `ready`: the CAS gave this
+                // caller `first..=last` alone, and `has_room` checked it.
+                Ok(_) => return TryClaim::Claimed(unsafe { Claim::new(first, last) }),
                 Err(current) => first = current,
             }
         }
@@ -75,7 +122,7 @@ impl MultiProducerSequencer {
     /// `last` may be written. Re-reads the gating sequences only when the
     /// caller's cache cannot vouch for it.
     #[inline]
-    pub(crate) fn has_room(&self, last: i64, cached_min_gate: &mut i64) -> bool {
+    fn has_room(&self, last: i64, cached_min_gate: &mut i64) -> bool {
         let wrap_point = last - self.capacity;
         if wrap_point <= *cached_min_gate {
             return true;
@@ -87,35 +134,66 @@ impl MultiProducerSequencer {
         wrap_point <= *cached_min_gate
     }
 
-    /// One past the last sequence claimed so far.
+    /// One past the last sequence claimed so far (after a close, refused
+    /// claims count too: an over-estimate that only makes room look smaller).
     pub(crate) fn claimed_up_to(&self) -> i64 {
         // Acquire: the caller (the last producer handle) already synchronized
         // with every other handle's drop; acquire keeps this read after that.
-        self.next_to_claim.load(Ordering::Acquire)
+        self.next_to_claim.load(Ordering::Acquire) & !CLOSED
     }
 
-    /// The minimum gating sequence now.
-    pub(crate) fn min_gate(&self) -> i64 {
-        min_sequence(&self.gating_sequences, self.claimed_up_to() - 1)
+    /// Refuses every later claim; returns one past the last sequence claimed
+    /// before (the shutdown point is one less).
+    pub(crate) fn close(&self) -> i64 {
+        // AcqRel: ordered with every claim by the RMW; acquire so that the
+        // caller's shutdown follows every claim before it.
+        // A second close gets a later value; the first shutdown point stands.
+        self.next_to_claim.fetch_or(CLOSED, Ordering::AcqRel) & !CLOSED
+    }
+
+    /// Free slots now (claimed slots count as used), in `0..=capacity`.
+    pub(crate) fn remaining_capacity(&self) -> i64 {
+        // The gate first, then the claims: claims only grow, so the gate read
+        // before them is never ahead of the last claim, and the difference
+        // never goes negative (reading them the other way round, it could).
+        let min_gate = min_sequence(&self.gating_sequences, i64::MAX);
+        let in_use = self.claimed_up_to() - 1 - min_gate;
+        (self.capacity - in_use).clamp(0, self.capacity)
     }
 }
 
-#[cfg(all(test, not(loom)))]
+/// What `try_claim` found.
+#[derive(Debug)]
+pub(crate) enum TryClaim {
+    Claimed(Claim),
+    Full,
+    Closed,
+}
+
+#[cfg(all(test, not(tickring_loom)))]
 mod tests {
     use super::*;
+
+    fn claimed(outcome: TryClaim) -> Option<i64> {
+        match outcome {
+            TryClaim::Claimed(claim) => Some(claim.next()),
+            TryClaim::Full => None,
+            TryClaim::Closed => panic!("not closed"),
+        }
+    }
 
     #[test]
     fn try_claim_never_over_claims() {
         let leaf = Arc::new(Sequence::new());
         let sequencer = MultiProducerSequencer::new(4, vec![Arc::clone(&leaf)].into());
         let mut cache = -1;
-        assert_eq!(sequencer.try_claim(3, &mut cache), Some(0));
-        assert_eq!(sequencer.try_claim(2, &mut cache), None);
-        assert_eq!(sequencer.try_claim(1, &mut cache), Some(3));
-        assert_eq!(sequencer.try_claim(1, &mut cache), None);
+        assert_eq!(claimed(sequencer.try_claim(3, &mut cache)), Some(0));
+        assert_eq!(claimed(sequencer.try_claim(2, &mut cache)), None);
+        assert_eq!(claimed(sequencer.try_claim(1, &mut cache)), Some(3));
+        assert_eq!(claimed(sequencer.try_claim(1, &mut cache)), None);
         assert_eq!(sequencer.claimed_up_to(), 4);
         leaf.set(1);
-        assert_eq!(sequencer.try_claim(2, &mut cache), Some(4));
+        assert_eq!(claimed(sequencer.try_claim(2, &mut cache)), Some(4));
         assert_eq!(sequencer.claimed_up_to(), 6);
     }
 
@@ -124,11 +202,41 @@ mod tests {
         let leaf = Arc::new(Sequence::new());
         let sequencer = MultiProducerSequencer::new(2, vec![Arc::clone(&leaf)].into());
         let mut cache = -1;
-        assert_eq!(sequencer.claim(2), 0);
-        assert!(sequencer.has_room(1, &mut cache));
-        assert_eq!(sequencer.claim(1), 2);
-        assert!(!sequencer.has_room(2, &mut cache));
+        let first = sequencer.claim(2).expect("open");
+        assert!(sequencer.ready(first, &mut cache).is_ok());
+        let third = sequencer.claim(1).expect("open");
+        let third = sequencer.ready(third, &mut cache).expect_err("no room");
         leaf.set(0);
-        assert!(sequencer.has_room(2, &mut cache));
+        assert!(sequencer.ready(third, &mut cache).is_ok());
+    }
+
+    #[test]
+    fn a_close_orders_every_claim() {
+        let leaf = Arc::new(Sequence::new());
+        let sequencer = MultiProducerSequencer::new(8, vec![Arc::clone(&leaf)].into());
+        let mut cache = -1;
+        assert!(sequencer.claim(3).is_some());
+        assert_eq!(sequencer.close(), 3);
+        assert!(sequencer.claim(1).is_none());
+        assert!(matches!(
+            sequencer.try_claim(1, &mut cache),
+            TryClaim::Closed
+        ));
+        assert_eq!(
+            sequencer.close(),
+            4,
+            "a second close sees the refused claim"
+        );
+    }
+
+    #[test]
+    fn remaining_capacity_stays_within_the_ring() {
+        let leaf = Arc::new(Sequence::new());
+        let sequencer = MultiProducerSequencer::new(4, vec![Arc::clone(&leaf)].into());
+        assert_eq!(sequencer.remaining_capacity(), 4);
+        let _ = sequencer.claim(3);
+        assert_eq!(sequencer.remaining_capacity(), 1);
+        leaf.set(2);
+        assert_eq!(sequencer.remaining_capacity(), 4);
     }
 }

@@ -7,7 +7,8 @@
 
 use std::sync::Arc;
 
-use crate::sequence::{min_sequence, Sequence, INITIAL_SEQUENCE};
+use crate::ring_buffer::Claim;
+use crate::sequence::{min_sequence, Sequence};
 
 #[derive(Debug)]
 pub(crate) struct SingleProducerSequencer {
@@ -17,7 +18,7 @@ pub(crate) struct SingleProducerSequencer {
     /// `cached_min_gate + capacity` are free without another look.
     cached_min_gate: i64,
     capacity: i64,
-    /// The leaf handlers' sequences: the producer may not lap them.
+    /// The leaf participants' sequences: the producer may not lap them.
     gating_sequences: Box<[Arc<Sequence>]>,
 }
 
@@ -25,7 +26,7 @@ impl SingleProducerSequencer {
     pub(crate) fn new(capacity: i64, gating_sequences: Box<[Arc<Sequence>]>) -> Self {
         Self {
             next: 0,
-            cached_min_gate: INITIAL_SEQUENCE,
+            cached_min_gate: -1,
             capacity,
             gating_sequences,
         }
@@ -50,25 +51,28 @@ impl SingleProducerSequencer {
         self.next + count - 1 - self.capacity
     }
 
-    /// Whether `count` slots are free by the cached gate alone (no shared read).
+    /// Claims `next..next + count` if the gating handlers left room for it,
+    /// re-reading their sequences only when the cached gate says no.
+    /// `count` is at least 1 and at most the capacity.
     #[inline]
-    pub(crate) fn has_cached_room_for(&self, count: i64) -> bool {
-        self.wrap_point(count) <= self.cached_min_gate
-    }
-
-    /// Whether sequences `next..next + count` can be claimed now, re-reading
-    /// the gating sequences only if the cache says no.
-    #[inline]
-    pub(crate) fn has_room_for(&mut self, count: i64) -> bool {
-        if self.has_cached_room_for(count) {
-            return true;
+    pub(crate) fn try_claim(&mut self, count: i64) -> Option<Claim> {
+        debug_assert!(count >= 1 && count <= self.capacity);
+        if self.wrap_point(count) > self.cached_min_gate {
+            self.cached_min_gate = read_gate(&self.gating_sequences, self.next - 1);
+            if self.wrap_point(count) > self.cached_min_gate {
+                return None;
+            }
         }
-        self.cached_min_gate = read_gate(&self.gating_sequences, self.next - 1);
-        self.has_cached_room_for(count)
+        // SAFETY: invariant 1 — this sequencer belongs to the one producer
+        // (`Producer` is not `Clone`), so nobody else claims these sequences;
+        // they are past every published one; and the gating minimum (read
+        // with acquire, in `Sequence::get`) is `>= wrap_point`, i.e. every
+        // gating handler has finished with the slots' previous events.
+        Some(unsafe { Claim::new(self.next, self.next + count - 1) })
     }
 
-    /// The gating (leaf) handlers' sequences, for a wait that must not hold
-    /// `&mut self` (see `Producer::publish`).
+    /// The gating (leaf) participants' sequences, for a wait that must not
+    /// hold `&mut self` (see `Producer`'s slow path).
     #[inline]
     pub(crate) fn gating_sequences(&self) -> &[Arc<Sequence>] {
         &self.gating_sequences
@@ -87,10 +91,10 @@ impl SingleProducerSequencer {
         self.next = next;
     }
 
-    /// Free slots now (reads the gating sequences).
+    /// Free slots now (reads the gating sequences), in `0..=capacity`.
     pub(crate) fn remaining_capacity(&self) -> i64 {
         let min_gate = min_sequence(&self.gating_sequences, self.next - 1);
-        self.capacity - (self.last_published() - min_gate)
+        (self.capacity - (self.last_published() - min_gate)).clamp(0, self.capacity)
     }
 
     pub(crate) fn capacity(&self) -> i64 {
@@ -108,7 +112,7 @@ pub(crate) fn read_gate(gating_sequences: &[Arc<Sequence>], default: i64) -> i64
     min_sequence(gating_sequences, default)
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(tickring_loom)))]
 mod tests {
     use super::*;
 
@@ -117,14 +121,14 @@ mod tests {
         let leaf = Arc::new(Sequence::new());
         let mut sequencer = SingleProducerSequencer::new(4, vec![Arc::clone(&leaf)].into());
         for _ in 0..4 {
-            assert!(sequencer.has_room_for(1));
-            sequencer.set_next(sequencer.next() + 1);
+            let claim = sequencer.try_claim(1).expect("room");
+            sequencer.set_next(claim.next() + 1);
         }
-        assert!(!sequencer.has_room_for(1));
+        assert!(sequencer.try_claim(1).is_none());
         assert_eq!(sequencer.remaining_capacity(), 0);
         leaf.set(1);
-        assert!(sequencer.has_room_for(2));
-        assert!(!sequencer.has_room_for(3));
+        assert!(sequencer.try_claim(2).is_some());
+        assert!(sequencer.try_claim(3).is_none());
         assert_eq!(sequencer.remaining_capacity(), 2);
     }
 }

@@ -1,270 +1,311 @@
-//! Helpers shared by the integration tests: bounded waits (a hang fails the
-//! test instead of blocking CI), an event whose every field is derived from
-//! its sequence, and a recording handler that checks order and content.
-//! The bounded waits and the panic hook are defined in `shared.rs` (which
-//! `common_mp` and `common_stress` include as well) and re-exported here.
+//! The one helper module of the integration tests (`mod common;` in each
+//! test file):
+//!
+//! - bounded waits: [`with_timeout`] runs a test body on a thread of its own
+//!   and fails the test if it hangs; [`wait_until`] polls a condition up to
+//!   a limit. Every wait in every test goes through one of them, so a hang
+//!   fails the test instead of blocking CI;
+//! - a quiet panic hook for the panics the tests cause on purpose;
+//! - [`Gate`]: holds a handler at an event until the test lets it go;
+//! - [`XorShift`], the one seeded generator, and [`mix`];
+//! - [`Failures`], the check failures a handler collects;
+//! - [`ticks`]: an event whose every field derives from its sequence, and a
+//!   handler that records and checks what it sees.
+//!
+//! Each test binary compiles this module and uses part of it: an item that
+//! some binary does not use carries its own `#[allow(dead_code)]`.
 
-// Each test binary uses a different subset of these helpers.
-#![allow(dead_code)]
+pub mod ticks;
 
-mod shared;
-
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::mpsc;
-use std::sync::Arc;
+use std::any::Any;
+use std::panic;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Once};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use tickring::{EventHandler, Producer, WaitStrategy};
+// ---------------------------------------------------------------------------
+// Bounded waits
 
-use shared::XorShift;
-// As with `dead_code` above: each test binary uses a different subset.
-#[allow(unused_imports)]
-pub use shared::{
-    panic_text, scaled, silence_expected_panics, wait_until, with_timeout, DEBUG_SLOWDOWN,
-    EXPECTED_PANIC,
-};
+/// Unoptimized builds run many times slower; waits get this much longer.
+#[allow(dead_code)]
+pub const DEBUG_SLOWDOWN: u32 = if cfg!(debug_assertions) { 10 } else { 1 };
 
-/// A market-data event. Every field is a function of the sequence it was
-/// published at, so a handler can tell a torn, stale or overwritten slot.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Tick {
-    pub sequence: i64,
-    pub price: u64,
-    pub quantity: u64,
-    pub checksum: u64,
+/// How long any one test may take before it is declared hung (release).
+#[allow(dead_code)]
+pub const TEST_LIMIT: Duration = Duration::from_secs(60);
+
+/// `limit` scaled for the build profile.
+#[allow(dead_code)]
+pub fn scaled(limit: Duration) -> Duration {
+    limit * DEBUG_SLOWDOWN
 }
 
-impl Tick {
-    pub fn price_at(sequence: i64) -> u64 {
-        (sequence as u64).wrapping_mul(7).wrapping_add(10_000)
-    }
-
-    pub fn quantity_at(sequence: i64) -> u64 {
-        (sequence as u64 % 997) + 1
-    }
-
-    fn checksum_of(sequence: i64, price: u64, quantity: u64) -> u64 {
-        (sequence as u64).rotate_left(17) ^ price.rotate_left(5) ^ quantity
-    }
-
-    /// Writes the event published at `sequence`.
-    pub fn fill(&mut self, sequence: i64) {
-        self.sequence = sequence;
-        self.price = Self::price_at(sequence);
-        self.quantity = Self::quantity_at(sequence);
-        self.checksum = Self::checksum_of(sequence, self.price, self.quantity);
-    }
-
-    /// Whether this is exactly the event published at `sequence`.
-    pub fn is_event(&self, sequence: i64) -> bool {
-        self.sequence == sequence
-            && self.price == Self::price_at(sequence)
-            && self.quantity == Self::quantity_at(sequence)
-            && self.checksum == Self::checksum_of(sequence, self.price, self.quantity)
-    }
-}
-
-/// The sum of `price_at` over sequences `0..count`.
-pub fn price_sum(count: i64) -> u64 {
-    (0..count).map(Tick::price_at).sum()
-}
-
-/// Publishes events `0..count` (each filled by [`Tick::fill`]), mixing
-/// single publishes with batches of 1 to `min(capacity, 32)` events.
-pub fn publish_ticks<W: WaitStrategy>(producer: &mut Producer<Tick, W>, count: i64) {
-    let largest_batch = producer.capacity().min(32) as u64;
-    let mut generator = XorShift::new(0x9E37_79B9_7F4A_7C15);
-    let mut published = 0;
-    while published < count {
-        let random = generator.next_u64();
-        if random % 3 == 0 {
-            let sequence = producer
-                .publish(|tick| tick.fill(published))
-                .expect("publish");
-            assert_eq!(sequence, published, "publish returns the event's sequence");
-            published += 1;
+/// `release` events in release builds; a fifth of them (at least 1,000) in
+/// unoptimized builds, so that plain `cargo test` stays within a minute. The
+/// release run (the project's test command) exercises the full counts.
+#[allow(dead_code)]
+pub const fn events(release: u64) -> u64 {
+    if cfg!(debug_assertions) {
+        let reduced = release / 5;
+        if reduced < 1_000 {
+            1_000
         } else {
-            let batch = ((random >> 8) % largest_batch + 1).min((count - published) as u64);
-            let first = published;
-            let last = producer
-                .batch_publish(batch as usize, |tick, sequence| tick.fill(sequence))
-                .expect("batch_publish");
-            assert_eq!(
-                last,
-                first + batch as i64 - 1,
-                "batch_publish returns the last sequence"
-            );
-            published += batch as i64;
+            reduced
         }
-    }
-    assert_eq!(producer.last_published(), count - 1);
-}
-
-/// What a [`Recorder`] saw, sent from its `on_shutdown`.
-#[derive(Debug, Clone)]
-pub struct Seen {
-    pub label: &'static str,
-    pub thread: Option<String>,
-    pub events: u64,
-    pub price_sum: u64,
-    pub last_sequence: i64,
-    pub batches: u64,
-    /// How many checks failed, and the first failure.
-    pub errors: u64,
-    pub first_error: Option<String>,
-}
-
-/// A handler that checks every event: the next sequence in order, the exact
-/// content, that every stage it depends on has passed the event, and that
-/// `end_of_batch` closes each batch announced by `on_batch_start`. It
-/// publishes its progress for stages behind it, and sends what it saw when
-/// it shuts down.
-pub struct Recorder {
-    seen: Seen,
-    next_expected: i64,
-    left_in_batch: i64,
-    progress: Arc<AtomicI64>,
-    upstream: Vec<Arc<AtomicI64>>,
-    report_to: mpsc::Sender<Seen>,
-}
-
-impl Recorder {
-    /// A recorder labelled `label` that gates-checks against `upstream`.
-    pub fn new(
-        label: &'static str,
-        upstream: Vec<Arc<AtomicI64>>,
-        report_to: mpsc::Sender<Seen>,
-    ) -> Self {
-        Self {
-            seen: Seen {
-                label,
-                thread: None,
-                events: 0,
-                price_sum: 0,
-                last_sequence: -1,
-                batches: 0,
-                errors: 0,
-                first_error: None,
-            },
-            next_expected: 0,
-            left_in_batch: 0,
-            progress: Arc::new(AtomicI64::new(-1)),
-            upstream,
-            report_to,
-        }
-    }
-
-    /// The last sequence this recorder finished, for stages behind it.
-    pub fn progress(&self) -> Arc<AtomicI64> {
-        Arc::clone(&self.progress)
-    }
-
-    fn fail(&mut self, error: String) {
-        self.seen.fail(error);
+    } else {
+        release
     }
 }
 
-impl Seen {
-    fn fail(&mut self, error: String) {
-        self.errors += 1;
-        self.first_error.get_or_insert(error);
-    }
-}
-
-impl EventHandler<Tick> for Recorder {
-    fn on_event(&mut self, tick: &Tick, sequence: i64, end_of_batch: bool) {
-        let label = self.seen.label;
-        if sequence != self.next_expected {
-            self.fail(format!(
-                "{label}: got sequence {sequence}, expected {}",
-                self.next_expected
-            ));
-        }
-        if !tick.is_event(sequence) {
-            self.fail(format!("{label}: event {sequence} holds {tick:?}"));
-        }
-        for (index, upstream) in self.upstream.iter().enumerate() {
-            let passed = upstream.load(Ordering::Acquire);
-            if passed < sequence {
-                self.seen.fail(format!(
-                    "{label}: saw {sequence} before upstream #{index} finished it (at {passed})"
-                ));
-            }
-        }
-        self.left_in_batch -= 1;
-        if end_of_batch != (self.left_in_batch == 0) {
-            self.fail(format!(
-                "{label}: end_of_batch = {end_of_batch} at {sequence} with {} left in the batch",
-                self.left_in_batch
-            ));
-        }
-        self.next_expected = sequence + 1;
-        self.seen.events += 1;
-        self.seen.price_sum = self.seen.price_sum.wrapping_add(tick.price);
-        self.seen.last_sequence = sequence;
-        self.progress.store(sequence, Ordering::Release);
-    }
-
-    fn on_batch_start(&mut self, batch_size: i64, queue_depth: i64) {
-        if self.left_in_batch != 0 {
-            self.fail(format!(
-                "{}: a batch started with {} events of the last one unhandled",
-                self.seen.label, self.left_in_batch
-            ));
-        }
-        if batch_size < 1 || queue_depth < batch_size {
-            self.fail(format!(
-                "{}: batch of {batch_size} with queue depth {queue_depth}",
-                self.seen.label
-            ));
-        }
-        self.left_in_batch = batch_size;
-        self.seen.batches += 1;
-    }
-
-    fn on_shutdown(&mut self) {
-        self.seen.thread = thread::current().name().map(str::to_owned);
-        let _ = self.report_to.send(self.seen.clone());
-    }
-}
-
-/// Receives one [`Seen`] per recorder (sent at shutdown), sorted by label.
-pub fn collect_seen(reports: &mpsc::Receiver<Seen>, recorders: usize) -> Vec<Seen> {
-    let mut seen: Vec<Seen> = (0..recorders)
-        .map(|_| {
-            reports
-                .recv_timeout(scaled(Duration::from_secs(10)))
-                .expect("every recorder reports from on_shutdown")
+/// Runs `body` on a thread of its own (named after `name`) and returns its
+/// result, or panics naming `name` if it has not finished within `limit`
+/// (scaled for debug builds). A panic in `body` is re-raised here with its
+/// own message.
+#[allow(dead_code)]
+pub fn with_timeout<T, F>(limit: Duration, name: &str, body: F) -> T
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    let limit = scaled(limit);
+    let (done, outcome) = mpsc::channel();
+    let worker = thread::Builder::new()
+        .name(format!("test-body-{name}"))
+        .spawn(move || {
+            let _ = done.send(body());
         })
-        .collect();
-    assert!(
-        reports.try_recv().is_err(),
-        "a recorder ran on_shutdown more than once"
-    );
-    seen.sort_by_key(|seen| seen.label);
-    seen
+        .expect("spawn the test body");
+    match outcome.recv_timeout(limit) {
+        Ok(value) => {
+            worker.join().expect("the body already returned");
+            value
+        }
+        Err(mpsc::RecvTimeoutError::Disconnected) => match worker.join() {
+            Err(payload) => panic::resume_unwind(payload),
+            Ok(()) => unreachable!("the body returned without sending its result"),
+        },
+        Err(mpsc::RecvTimeoutError::Timeout) => panic!(
+            "'{name}' did not finish within {limit:?}: it hangs (a lost wake-up, a shutdown \
+             that does not drain, a producer stuck on a full ring, or a handler waiting for a \
+             sequence that is never published)"
+        ),
+    }
 }
 
-/// Asserts that a recorder saw events `0..count`, each once, in order, intact.
-pub fn assert_saw_all(seen: &Seen, count: i64) {
-    assert_eq!(seen.errors, 0, "{}: {:?}", seen.label, seen.first_error);
-    assert_eq!(seen.events, count as u64, "{}: events seen", seen.label);
-    assert_eq!(
-        seen.last_sequence,
-        count - 1,
-        "{}: last sequence",
-        seen.label
-    );
-    assert_eq!(
-        seen.price_sum,
-        price_sum(count),
-        "{}: sum of prices",
-        seen.label
-    );
-    assert!(
-        count == 0 || seen.batches >= 1,
-        "{}: no on_batch_start",
-        seen.label
-    );
+/// Polls `condition` until it holds; panics naming `what` after `limit`
+/// (scaled for debug builds).
+#[allow(dead_code)]
+pub fn wait_until(limit: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + scaled(limit);
+    while !condition() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting until {what}"
+        );
+        thread::sleep(Duration::from_micros(200));
+    }
+}
+
+/// Joins `thread`, re-raising its panic with the panic's own message. (The
+/// test body around it is bounded by [`with_timeout`].)
+#[allow(dead_code)]
+pub fn join<T>(thread: thread::JoinHandle<T>) -> T {
+    thread
+        .join()
+        .unwrap_or_else(|payload| panic::resume_unwind(payload))
+}
+
+// ---------------------------------------------------------------------------
+// Panics caused on purpose
+
+/// The text of a panic payload.
+#[allow(dead_code)]
+pub fn panic_text(payload: &(dyn Any + Send)) -> String {
+    if let Some(text) = payload.downcast_ref::<&str>() {
+        (*text).to_owned()
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}
+
+/// Marks panics the tests cause on purpose; they are not printed.
+#[allow(dead_code)]
+pub const EXPECTED_PANIC: &str = "expected test panic";
+
+/// Installs (once per test binary) a panic hook that stays quiet for panics
+/// whose message contains [`EXPECTED_PANIC`] and prints every other one.
+#[allow(dead_code)]
+pub fn silence_expected_panics() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        let default_hook = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            if !panic_text(info.payload()).contains(EXPECTED_PANIC) {
+                default_hook(info);
+            }
+        }));
+    });
+}
+
+// ---------------------------------------------------------------------------
+// A gate that holds a handler
+
+/// How long a handler waits at a closed gate before it gives up.
+#[allow(dead_code)]
+pub const GATE_LIMIT: Duration = Duration::from_secs(60);
+
+/// The handler's side of a gate: it waits there until the test opens it.
+/// Make one with [`Gate::closed`].
+#[allow(dead_code)]
+#[derive(Debug, Clone)]
+pub struct Gate {
+    open: Arc<AtomicBool>,
+    reached: Arc<AtomicBool>,
+}
+
+/// The test's side of a gate: [`GateKeeper::open`] lets the handler through.
+/// Dropping it opens the gate too, so a test that fails while a handler is
+/// held unwinds (and shuts its pipeline down) instead of waiting on it.
+#[allow(dead_code)]
+#[derive(Debug)]
+pub struct GateKeeper {
+    open: Arc<AtomicBool>,
+    reached: Arc<AtomicBool>,
+}
+
+#[allow(dead_code)]
+impl Gate {
+    /// A closed gate and the keeper that opens it.
+    pub fn closed() -> (GateKeeper, Gate) {
+        let open = Arc::new(AtomicBool::new(false));
+        let reached = Arc::new(AtomicBool::new(false));
+        let keeper = GateKeeper {
+            open: Arc::clone(&open),
+            reached: Arc::clone(&reached),
+        };
+        (keeper, Gate { open, reached })
+    }
+
+    /// Called by the held handler: marks the gate reached, then blocks until
+    /// the test opens it; gives up with a panic after [`GATE_LIMIT`].
+    pub fn wait(&self) {
+        self.reached.store(true, Ordering::Release);
+        wait_until(GATE_LIMIT, "the test opens the gate", || {
+            self.open.load(Ordering::Acquire)
+        });
+    }
+}
+
+#[allow(dead_code)]
+impl GateKeeper {
+    pub fn open(&self) {
+        self.open.store(true, Ordering::Release);
+    }
+
+    /// Whether the handler has arrived at the gate.
+    pub fn is_reached(&self) -> bool {
+        self.reached.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for GateKeeper {
+    fn drop(&mut self) {
+        self.open();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Seeded randomness
+
+/// Marsaglia's xorshift64: small, fast, and the same sequence on every
+/// platform for a given seed, so a failing test (or graph) can be rebuilt.
+#[allow(dead_code)]
+#[derive(Debug, Clone)]
+pub struct XorShift(u64);
+
+/// The golden-ratio constant: the state for a zero seed, and the multiplier
+/// of [`XorShift::scrambled`].
+#[allow(dead_code)]
+const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
+
+#[allow(dead_code)]
+impl XorShift {
+    /// A generator whose state is `seed` (zero, a fixed point, is remapped).
+    pub fn new(seed: u64) -> Self {
+        Self(if seed == 0 { GOLDEN } else { seed })
+    }
+
+    /// A generator for a small seed (1, 2, 7, ...): the seed is spread over
+    /// the state first, so neighbouring seeds start far apart.
+    pub fn scrambled(seed: u64) -> Self {
+        Self::new(seed.wrapping_mul(GOLDEN) | 1)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A number in `1..=max`.
+    pub fn between_1_and(&mut self, max: u64) -> u64 {
+        self.next_u64() % max.max(1) + 1
+    }
+
+    /// Uniform in `low..=high` (the modulo bias is irrelevant here).
+    pub fn range(&mut self, low: u64, high: u64) -> u64 {
+        low + self.next_u64() % (high - low + 1)
+    }
+
+    /// True with probability `numerator / denominator`.
+    pub fn chance(&mut self, numerator: u64, denominator: u64) -> bool {
+        self.next_u64() % denominator < numerator
+    }
+
+    /// One of `choices`, uniformly.
+    pub fn pick<T: Copy>(&mut self, choices: &[T]) -> T {
+        choices[self.range(0, choices.len() as u64 - 1) as usize]
+    }
+}
+
+/// SplitMix64's finalizer: a bijective mix, so distinct inputs give distinct
+/// outputs and sums of mixes make order-independent fingerprints.
+#[allow(dead_code)]
+pub fn mix(mut value: u64) -> u64 {
+    value = (value ^ (value >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    value = (value ^ (value >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    value ^ (value >> 31)
+}
+
+// ---------------------------------------------------------------------------
+// Check failures
+
+/// Collects the check failures of a handler: how many, and the first one.
+#[allow(dead_code)]
+#[derive(Debug, Clone, Default)]
+pub struct Failures {
+    pub count: u64,
+    pub first: Option<String>,
+}
+
+#[allow(dead_code)]
+impl Failures {
+    pub fn record(&mut self, failure: impl FnOnce() -> String) {
+        self.count += 1;
+        if self.first.is_none() {
+            self.first = Some(failure());
+        }
+    }
+
+    pub fn assert_none(&self, who: &str) {
+        assert_eq!(
+            self.count, 0,
+            "{who}: {} failed checks, the first: {:?}",
+            self.count, self.first
+        );
+    }
 }
