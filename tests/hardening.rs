@@ -209,10 +209,11 @@ fn a_payload_that_panics_when_dropped_halts_cleanly() {
         let panic = report.first_panic().expect("reported");
         assert_eq!(panic.sequence, Some(3), "{panic}");
         assert!(shut_down.load(Ordering::Relaxed), "on_shutdown ran");
-        assert_eq!(
-            downstream.load(Ordering::Relaxed),
-            3,
-            "events before the panic"
+        // A halt stops without draining: the stage behind saw at most the
+        // events before the panic.
+        assert!(
+            downstream.load(Ordering::Relaxed) <= 3,
+            "no event at or after the panic"
         );
     });
 }
@@ -366,7 +367,10 @@ fn a_halt_stops_sibling_handlers_before_their_next_event() {
             .build()
             .expect("valid");
         for value in 0..100 {
-            producer.publish(|event| *event = value).unwrap();
+            // The halt may land before the last of these.
+            if producer.publish(|event| *event = value).is_err() {
+                break;
+            }
         }
         wait_until(LIMIT, "the producer sees the halt", || {
             producer.try_publish(|_| {}) == Err(TryPublishError::Halted)
@@ -482,6 +486,10 @@ fn pinning_outside_the_process_mask_is_refused() {
         assert!(matches!(error, BuildError::CoreNotFound { .. }), "{error}");
         return;
     }
+    // A child process inherits the affinity of the thread that starts it:
+    // narrowing this test's thread to one core starts a process that, like
+    // one under `taskset -c`, may use only that core.
+    pin_current_thread(cores[0]).expect("narrow this thread's mask");
     let output = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -504,11 +512,10 @@ fn pinning_outside_the_process_mask_is_refused() {
 fn pin_child() {
     let cores = available_cores();
     let (inside, outside) = (cores[0], cores[1]);
-    pin_current_thread(inside).expect("narrow the main thread's mask");
     assert_eq!(
         allowed_cores(),
         vec![inside],
-        "the process mask is the main thread's"
+        "the process was started with a mask of one core"
     );
     let error = build_single_producer(4, || 0u8, Yielding::new())
         .pin_at_core(outside)
@@ -577,17 +584,33 @@ fn every_drop_order_drains_and_returns() {
             .and_then()
             .event_poller();
         let mut producer = builder.build().unwrap();
-        for value in 0..20 {
+        // The poller gates the producer: it is polled (or dropped) before
+        // more than a ring of events is published.
+        let (polling, mut idle_poller) = if producer_first {
+            (Some(poll_to_end(poller)), None)
+        } else {
+            (None, Some(poller))
+        };
+        for value in 0..5 {
             producer.publish(|event| *event = value).unwrap();
         }
-        // Let the handler go to sleep in its wait strategy.
+        // Let the handler (and the poller) go to sleep in their waits.
         thread::sleep(Duration::from_millis(20));
-        if producer_first {
+        if let Some(polling) = polling {
+            for value in 5..20 {
+                producer.publish(|event| *event = value).unwrap();
+            }
+            thread::sleep(Duration::from_millis(20));
             drop(producer);
-            let polling = poll_to_end(poller);
             assert_eq!(polling.join().unwrap(), (20, PollState::ShutDown));
         } else {
-            drop(poller);
+            // Dropped while the handler sleeps, the poller no longer gates
+            // the producer.
+            drop(idle_poller.take());
+            for value in 5..20 {
+                producer.publish(|event| *event = value).unwrap();
+            }
+            thread::sleep(Duration::from_millis(20));
             let report = producer.shutdown();
             assert_eq!(report.handlers[0].events_handled, 20);
         }
@@ -647,13 +670,19 @@ fn a_poller_from_a_builder_that_never_built_reports_halted() {
 #[test]
 fn options_configure_the_participant_after_them() {
     let names = Arc::new(Mutex::new(Vec::new()));
-    let record = |names: &Arc<Mutex<Vec<String>>>| {
+    let record = |names: &Arc<Mutex<Vec<(String, Vec<usize>)>>>| {
         let names = Arc::clone(names);
         move |_: &u8, _: i64, _: bool| {
             let name = thread::current().name().unwrap_or_default().to_owned();
+            // The thread's own affinity mask, as the kernel reports it.
+            let cores: Vec<usize> = core_affinity::get_core_ids()
+                .unwrap_or_default()
+                .iter()
+                .map(|core| core.id)
+                .collect();
             let mut names = names.lock().unwrap();
-            if !names.contains(&name) {
-                names.push(name);
+            if !names.iter().any(|(seen, _)| *seen == name) {
+                names.push((name, cores));
             }
         }
     };
@@ -672,7 +701,14 @@ fn options_configure_the_participant_after_them() {
     assert_eq!(reported, ["decode", "strategy"]);
     let mut seen = names.lock().unwrap().clone();
     seen.sort();
-    assert_eq!(seen, ["decode", "strategy"]);
+    let seen_names: Vec<_> = seen.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(seen_names, ["decode", "strategy"]);
+    // `pin_at_core` before "strategy" pinned the strategy's thread.
+    assert_eq!(
+        seen[1].1,
+        [core],
+        "the strategy thread runs on the core named before it"
+    );
 }
 
 // Every handle a user holds is `Send`, so it can move to its thread.
