@@ -473,8 +473,24 @@ where
     /// Pins the next participant's thread to core `id` (one of
     /// [`allowed_cores`](crate::allowed_cores)); `build()` refuses a core the
     /// machine does not have or the process may not use.
-    pub fn pin_at_core(mut self, id: usize) -> Builder<E, W, K, Configuring> {
-        self.pending.core = Some(id);
+    ///
+    /// Takes a `usize` or an `Option<usize>`, so one chain serves a machine
+    /// with cores to spare and one without (`None` leaves the thread
+    /// unpinned):
+    ///
+    /// ```
+    /// use tickring::{allowed_cores, build_single_producer, Yielding};
+    /// // A core of its own for the handler only where there is one to spare.
+    /// let core = allowed_cores().get(1).copied();
+    /// let producer = build_single_producer(64, || 0u64, Yielding::new())
+    ///     .pin_at_core(core)
+    ///     .handle_events_with(|_: &u64, _, _| {})
+    ///     .build()?;
+    /// # drop(producer);
+    /// # Ok::<(), tickring::BuildError>(())
+    /// ```
+    pub fn pin_at_core(mut self, id: impl Into<Option<usize>>) -> Builder<E, W, K, Configuring> {
+        self.pending.core = id.into();
         self.retype()
     }
 

@@ -95,6 +95,27 @@ impl ShutdownReport {
     }
 }
 
+/// One line per handler: its name, the events it handled and skipped, and
+/// its panic if it had one.
+impl fmt::Display for ShutdownReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (index, report) in self.handlers.iter().enumerate() {
+            if index > 0 {
+                writeln!(f)?;
+            }
+            write!(
+                f,
+                "{}: {} handled, {} skipped",
+                report.name, report.events_handled, report.events_skipped
+            )?;
+            if let Some(panic) = &report.panic {
+                write!(f, "; {panic}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The message of a panic payload (`&str` or `String`; anything else is named).
 pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
     if let Some(message) = payload.downcast_ref::<&str>() {

@@ -519,3 +519,30 @@ fn wait_timeout_in_a_downstream_stage() {
         assert_eq!(report.handlers[1].events_handled, 1);
     });
 }
+
+// The report prints one line per handler, with its panic if it had one.
+#[test]
+fn the_report_prints_one_line_per_handler() {
+    common::silence_expected_panics();
+    let mut producer = build_single_producer(8, || 0u8, Yielding::new())
+        .thread_name("book")
+        .handle_events_with(|_: &u8, _, _| {})
+        .thread_name("risk")
+        .handle_events_with(|_: &u8, sequence, _| {
+            if sequence == 1 {
+                panic!("{}: limit breached", common::EXPECTED_PANIC);
+            }
+        })
+        .build()
+        .unwrap();
+    for _ in 0..2 {
+        let _ = producer.publish(|event| *event = 1);
+    }
+    let report = producer.shutdown();
+    let text = report.to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(lines[0].starts_with("book: "), "{text}");
+    assert!(lines[1].starts_with("risk: 1 handled, 0 skipped; "), "{text}");
+    assert!(lines[1].contains("limit breached"), "{text}");
+}
