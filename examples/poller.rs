@@ -57,7 +57,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             // The feed shut down and everything before it was handed over.
             PollState::ShutDown => break,
             PollState::Halted => panic!("the pipeline halted"),
-            // Idle or Gating: nothing to hand over yet. Timers, order
+            // Idle or Gating (and any later state: `PollState` is
+            // non-exhaustive): nothing to hand over yet. Timers, order
             // acknowledgements or other rings would be serviced here.
             _ => {
                 idle_polls += 1;
