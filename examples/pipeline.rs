@@ -10,8 +10,7 @@
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use tickring::builder_state::Configuring;
-use tickring::{build_single_producer, Blocking, Builder, EventProducer, WaitStrategy};
+use tickring::{build_single_producer, Blocking, EventProducer};
 
 #[derive(Debug, Default)]
 struct Quote {
@@ -20,25 +19,6 @@ struct Quote {
 }
 
 const QUOTES: u64 = 100_000;
-
-/// `thread_name` plus an optional `pin_at_core`, as one builder step: a
-/// plain `if` cannot choose between the two chains (each option changes the
-/// builder's type), but both arms of this `match` end up the same type.
-trait Place {
-    type Next;
-    fn place(self, name: &str, core: Option<usize>) -> Self::Next;
-}
-
-impl<E: Send + Sync + 'static, W: WaitStrategy, K, S> Place for Builder<E, W, K, S> {
-    type Next = Builder<E, W, K, Configuring>;
-    fn place(self, name: &str, core: Option<usize>) -> Self::Next {
-        let builder = self.thread_name(name);
-        match core {
-            Some(core) => builder.pin_at_core(core),
-            None => builder,
-        }
-    }
-}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Four handler threads plus the producer: pin only with a core for each,
@@ -59,21 +39,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Blocking: idle handlers sleep instead of spinning, so four handler
     // threads may share two cores.
     let mut producer = build_single_producer(1024, Quote::default, Blocking::new())
-        .place("decode", cores[0])
+        .thread_name("decode")
+        .pin_at_core(cores[0]) // `None`: not pinned
         .handle_events_mut(|quote: &mut Quote, _, _| quote.price = quote.raw_price as f64 / 100.0)
         .and_then()
-        .place("book", cores[1])
+        .thread_name("book")
+        .pin_at_core(cores[1])
         .handle_events_with(move |quote: &Quote, seq, _| {
             assert!(quote.price > 0.0, "book sees the decoded price");
             book_done.store(seq, Ordering::Relaxed);
         })
-        .place("risk", cores[2])
+        .thread_name("risk")
+        .pin_at_core(cores[2])
         .handle_events_with(move |quote: &Quote, seq, _| {
             assert!(quote.price < 1_000.0, "risk sees the decoded price");
             risk_done.store(seq, Ordering::Relaxed);
         })
         .and_then()
-        .place("strategy", cores[3])
+        .thread_name("strategy")
+        .pin_at_core(cores[3])
         .handle_events_with(move |quote: &Quote, seq, _| {
             // Gating: both upstream handlers have finished with this event
             // (their stores happen before tickring hands it to this stage).
