@@ -87,7 +87,9 @@ fn on_one_of(threads: &Threads) -> bool {
 }
 
 /// Joins every thread, draining dropped pollers meanwhile (a thread behind
-/// one finishes only once it is drained). The report keeps the threads' order.
+/// one finishes only once it is drained). While a poller the user holds may
+/// still be dropped, no join blocks: the orphan it would leave must be
+/// drained here. The report keeps the threads' order.
 fn join_draining<E, W: WaitStrategy>(shared: &Shared<E, W>, threads: Threads) -> ShutdownReport {
     let mut reports: Vec<Option<HandlerReport>> = threads.iter().map(|_| None).collect();
     let mut pending: Vec<(usize, String, JoinHandle<HandlerReport>)> = threads
@@ -95,11 +97,14 @@ fn join_draining<E, W: WaitStrategy>(shared: &Shared<E, W>, threads: Threads) ->
         .enumerate()
         .map(|(index, (name, join))| (index, name, join))
         .collect();
+    // Yields, then sleeps up to a millisecond: a long drain does not take a
+    // core from the threads it waits for.
+    let mut backoff = ShutdownBackoff::default();
     loop {
         shared.poll_orphans();
         let mut waiting = Vec::with_capacity(pending.len());
         for (index, name, join) in pending {
-            if is_finished(&join) || !shared.has_orphans() {
+            if is_finished(&join) || !shared.may_gain_orphans() {
                 reports[index] = Some(join_one(name, join));
             } else {
                 waiting.push((index, name, join));
@@ -109,7 +114,7 @@ fn join_draining<E, W: WaitStrategy>(shared: &Shared<E, W>, threads: Threads) ->
         if pending.is_empty() {
             break;
         }
-        crate::loom::thread::yield_now();
+        backoff.snooze();
     }
     // Orphans that no thread waits on still reach their end.
     while shared.has_orphans() {
@@ -118,6 +123,25 @@ fn join_draining<E, W: WaitStrategy>(shared: &Shared<E, W>, threads: Threads) ->
     }
     ShutdownReport {
         handlers: reports.into_iter().flatten().collect(),
+    }
+}
+
+/// The shutdown's wait between looks at its threads.
+#[derive(Default)]
+struct ShutdownBackoff {
+    looks: u32,
+}
+
+impl ShutdownBackoff {
+    fn snooze(&mut self) {
+        self.looks = self.looks.saturating_add(1);
+        #[cfg(not(tickring_loom))]
+        if self.looks > 100 {
+            let micros = 1u64 << (self.looks - 100).min(10);
+            std::thread::sleep(std::time::Duration::from_micros(micros));
+            return;
+        }
+        crate::loom::thread::yield_now();
     }
 }
 

@@ -101,6 +101,7 @@ impl<E, W: WaitStrategy> EventPoller<E, W> {
         max_batch_size: i64,
         stage: usize,
     ) -> Self {
+        shared.poller_handed_out();
         Self {
             name,
             shared,
@@ -204,9 +205,16 @@ impl<W: WaitStrategy> Drop for Release<'_, W> {
 
 impl<E, W: WaitStrategy> Drop for EventPoller<E, W> {
     fn drop(&mut self) {
-        if self.core.finished {
-            return;
+        if !self.core.finished {
+            self.hand_to_the_pipeline();
         }
+        self.shared.poller_dropped();
+    }
+}
+
+impl<E, W: WaitStrategy> EventPoller<E, W> {
+    /// Makes an unfinished poller an orphan the pipeline drains.
+    fn hand_to_the_pipeline(&mut self) {
         // Nobody will poll it again: the pipeline skips its events from now
         // on, so neither the producer nor the stages behind it wait forever.
         let core = &mut self.core;

@@ -25,6 +25,9 @@ pub(crate) struct Shared<E, W> {
     /// How many orphans there are, so that a producer waiting for room
     /// looks at the lock only when there is something behind it.
     orphan_count: AtomicUsize,
+    /// Pollers a user holds: each may become an orphan when dropped, so a
+    /// shutdown must not block in a join while there is one.
+    live_pollers: AtomicUsize,
 }
 
 impl<E, W: WaitStrategy> Shared<E, W> {
@@ -34,6 +37,7 @@ impl<E, W: WaitStrategy> Shared<E, W> {
             wait,
             orphans: Mutex::new(Vec::new()),
             orphan_count: AtomicUsize::new(0),
+            live_pollers: AtomicUsize::new(0),
         }
     }
 
@@ -81,6 +85,28 @@ impl<E, W: WaitStrategy> Shared<E, W> {
         };
         orphans.retain_mut(|(_, orphan)| !orphan(self));
         self.orphan_count.store(orphans.len(), Ordering::Relaxed);
+    }
+
+    /// A poller was handed to the user.
+    pub(crate) fn poller_handed_out(&self) {
+        // Relaxed: counted before the poller exists for anyone else.
+        self.live_pollers.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A poller the user held was dropped (after `adopt_orphan`, if it had
+    /// not finished).
+    pub(crate) fn poller_dropped(&self) {
+        // Release: pairs with the acquire in `may_gain_orphans`, so a
+        // shutdown that sees the poller gone also sees the orphan it left.
+        self.live_pollers.fetch_sub(1, Ordering::Release);
+    }
+
+    /// Whether an orphan is waiting to be drained or a poller that is still
+    /// held may become one: a thread behind it may then finish only once
+    /// the shutdown drains it, so the shutdown must not block in a join.
+    pub(crate) fn may_gain_orphans(&self) -> bool {
+        // Acquire: see `poller_dropped`; then the orphan count is current.
+        self.live_pollers.load(Ordering::Acquire) != 0 || self.has_orphans()
     }
 
     /// Whether an orphan is waiting to be drained.

@@ -350,9 +350,15 @@ fn a_halt_stops_sibling_handlers_before_their_next_event() {
         let hold = Mutex::new(hold);
         let sibling_seen = Arc::new(AtomicI64::new(-1));
         let seen = Arc::clone(&sibling_seen);
+        let sibling_at = Arc::clone(&sibling_seen);
         let mut producer = build_single_producer(128, || 0i64, Yielding::new())
-            .handle_events_with(|_: &i64, sequence, _| {
+            .handle_events_with(move |_: &i64, sequence, _| {
                 if sequence == 10 {
+                    // Fail only once the sibling is held inside event 5, so
+                    // the halt lands while it still has events to start.
+                    wait_until(LIMIT, "the sibling reaches event 5", || {
+                        sibling_at.load(Ordering::Relaxed) == 5
+                    });
                     panic!("{EXPECTED_PANIC}: risk failed");
                 }
             })

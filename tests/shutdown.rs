@@ -543,6 +543,9 @@ fn the_report_prints_one_line_per_handler() {
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 2, "{text}");
     assert!(lines[0].starts_with("book: "), "{text}");
-    assert!(lines[1].starts_with("risk: 1 handled, 0 skipped; "), "{text}");
+    assert!(
+        lines[1].starts_with("risk: 1 handled, 0 skipped; "),
+        "{text}"
+    );
     assert!(lines[1].contains("limit breached"), "{text}");
 }

@@ -4,9 +4,12 @@
 //! Each graph has 1-3 stages of 1-3 participants: plain handlers, a mutable
 //! handler (alone in its stage), worker pools and pollers (each polled from a
 //! thread of its own until `ShutDown`). It is fed by one producer or by 1-3
-//! producer threads through a ring of 1 to 4,096 slots, under the Yielding,
-//! Sleeping or Blocking wait strategy (never BusySpin: the build machine has
-//! two cores) and any full-ring policy. Every participant checks:
+//! producer threads through a ring of 1 to 4,096 slots (graph 0 of each test
+//! is a ring of 1 with every kind of participant, so every event wraps the
+//! ring), under the Yielding, Sleeping or Blocking wait strategy and a
+//! full-ring policy that yields or parks (never a spin: the build machine has
+//! two cores). Options (a batch bound, a thread name) come before the
+//! participant they configure, drawn at random. Every participant checks:
 //!
 //! - the content of every event (every field is derived from the producer
 //!   id and its counter, so a torn or stale read shows), and the field each
@@ -26,18 +29,20 @@
 //! Release builds (`cargo test --release`) check 1.8 × 10^7 events in all;
 //! unoptimized builds a small fraction of that.
 
-mod common_stress;
+mod common;
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common_stress::{join, mix, with_timeout, XorShift};
+use common::{join, mix, with_timeout, XorShift};
+use tickring::builder_state::{Configuring, NeedsParticipant, Ready};
 use tickring::{
     build_multi_producer, build_single_producer, Blocking, Builder, EventHandler, EventPoller,
-    FullRingWait, MultiProducer, MutEventHandler, PollState, Producer, PublishError,
-    ShutdownReport, Sleeping, TryPublishError, WaitStrategy, Yielding, DEFAULT_MAX_BATCH_SIZE,
+    EventProducer, FullRingWait, MultiProducer, MutEventHandler, PollState, Producer,
+    PublishTimeoutError, ShutdownReport, Sleeping, TryPublishError, WaitStrategy, Yielding,
+    DEFAULT_MAX_BATCH_SIZE,
 };
 
 const MAX_STAGES: usize = 3;
@@ -142,7 +147,8 @@ struct ParticipantSpec {
     kind: Kind,
     /// `None`: the default (`DEFAULT_MAX_BATCH_SIZE`), not set explicitly.
     max_batch: Option<usize>,
-    /// Give the thread (the pool's last worker) an explicit name.
+    /// Give it an explicit name (a pool: every worker, `-<n>` each) instead
+    /// of the default `tickring-<stage>-<n>`.
     named: bool,
     /// Pollers: the closure returns `false` (stop early) every n-th event.
     stop_every: Option<u64>,
@@ -283,15 +289,9 @@ fn random_graph(random: &mut XorShift, index: usize, wait: Wait, multi: bool) ->
         _ => 1 << random.range(0, 12),
     };
     let max_sleep = Duration::from_micros(random.range(1, 50));
-    let mut full_ring = random.pick(&[
-        FullRingWait::Yield,
-        FullRingWait::Park { max_sleep },
-        FullRingWait::Spin,
-    ]);
-    if full_ring == FullRingWait::Spin && ring_size < 256 {
-        // A producer spinning on a small ring starves two shared cores.
-        full_ring = FullRingWait::Yield;
-    }
+    // Never `FullRingWait::Spin`: a producer spinning on a full ring takes
+    // a core of two shared ones from the handlers that would make room.
+    let full_ring = random.pick(&[FullRingWait::Yield, FullRingWait::Park { max_sleep }]);
     let mode = if multi {
         Mode::Multi {
             producers: random.range(1, 3) as usize,
@@ -324,13 +324,7 @@ fn events_for(spec: &GraphSpec) -> u64 {
         Wait::Sleeping { .. } if spec.ring_size < 64 => 0.25,
         _ => 1.0,
     };
-    // Producers spinning on a full ring take both cores from the handlers.
-    let spin_factor = match spec.full_ring {
-        FullRingWait::Spin if spec.producers() > 1 => 0.05,
-        _ => 1.0,
-    };
-    let events =
-        MAX_EVENTS_PER_GRAPH as f64 * ring_factor * thread_factor * wait_factor * spin_factor;
+    let events = MAX_EVENTS_PER_GRAPH as f64 * ring_factor * thread_factor * wait_factor;
     (events as u64).max(MAX_EVENTS_PER_GRAPH / 50)
 }
 
@@ -645,6 +639,10 @@ fn drive_poller<W: WaitStrategy>(
                 checker.fail("the pipeline halted, though no handler panics".into());
                 break;
             }
+            other => {
+                checker.fail(format!("poll reported an unknown state {other:?}"));
+                break;
+            }
         }
     }
     checker.tally.thread_at_shutdown = thread::current().name().map(str::to_owned);
@@ -664,8 +662,8 @@ struct Built {
     upstream: Upstream,
 }
 
-struct PollerJob {
-    name: String,
+struct PollerJob<W: WaitStrategy> {
+    poller: EventPoller<Event, W>,
     checker: Checker,
     stop_every: Option<u64>,
 }
@@ -699,32 +697,80 @@ fn new_checker(
     }
 }
 
-/// Adds every participant of `spec` to `builder`; returns it, what was
-/// built (in the order of the report), and the pollers' checkers.
+/// The options of `participant` (which come before it), given to a builder
+/// whose stage may or may not have a participant yet.
+fn configure<W: WaitStrategy, K, S>(
+    builder: Builder<Event, W, K, S>,
+    participant: &ParticipantSpec,
+    name: Option<String>,
+) -> Builder<Event, W, K, Configuring> {
+    // `None` leaves the thread unpinned: this only brings either state of
+    // the builder to the one that takes the options below.
+    let mut builder = builder.pin_at_core(None);
+    if let Some(max_batch) = participant.max_batch {
+        builder = builder.max_batch_size(max_batch);
+    }
+    if let Some(name) = name {
+        builder = builder.thread_name(name);
+    }
+    builder
+}
+
+/// A graph's participants, added to its builder.
+struct Added<W: WaitStrategy, K> {
+    builder: Builder<Event, W, K, Ready>,
+    /// What was built, in the order of the report.
+    built: Vec<Built>,
+    /// The pollers, with their checkers.
+    pollers: Vec<PollerJob<W>>,
+}
+
+/// Adds every participant of `spec` to `builder`.
 fn add_participants<W: WaitStrategy, K>(
-    mut builder: Builder<Event, W, K>,
+    builder: Builder<Event, W, K, NeedsParticipant>,
     spec: &GraphSpec,
     report_to: &mpsc::Sender<Tally>,
-) -> (Builder<Event, W, K>, Vec<Built>, Vec<PollerJob>) {
+) -> Added<W, K> {
     let mut built: Vec<Built> = Vec::new();
     let mut pollers = Vec::new();
     let mut upstream: Vec<Upstream> = Vec::new();
+    // The builder is in one of two states: a stage without a participant
+    // yet, or one with.
+    let mut empty_stage = Some(builder);
+    let mut ready: Option<Builder<Event, W, K, Ready>> = None;
     for (stage, participants) in spec.stages.iter().enumerate() {
-        if stage > 0 {
-            builder = builder.and_then();
+        if let Some(previous) = ready.take() {
+            empty_stage = Some(previous.and_then());
         }
         let mut this_stage = Vec::new();
         let mut position = 0;
         for participant in participants {
-            let max_batch = participant.max_batch.unwrap_or(DEFAULT_MAX_BATCH_SIZE);
+            // The ring bounds every batch, whatever the option says.
+            let max_batch = participant
+                .max_batch
+                .unwrap_or(DEFAULT_MAX_BATCH_SIZE)
+                .min(spec.ring_size);
             let default_name = |position: usize| format!("tickring-{stage}-{position}");
-            let one = match participant.kind {
+            let explicit_name = |kind: &str| {
+                participant
+                    .named
+                    .then(|| format!("s{stage}-{kind}{position}"))
+            };
+            let kind_name = match participant.kind {
+                Kind::Handler => "handler",
+                Kind::Mutable => "mutable",
+                Kind::Pool { .. } => "pool",
+                Kind::Poller => "poller",
+            };
+            let name = explicit_name(kind_name);
+            let builder = match (empty_stage.take(), ready.take()) {
+                (Some(builder), _) => configure(builder, participant, name.clone()),
+                (None, Some(builder)) => configure(builder, participant, name.clone()),
+                (None, None) => unreachable!("the builder is in one of its two states"),
+            };
+            let (builder, one) = match participant.kind {
                 Kind::Handler | Kind::Mutable => {
-                    let name = if participant.named {
-                        format!("s{stage}-handler{position}")
-                    } else {
-                        default_name(position)
-                    };
+                    let name = name.unwrap_or_else(|| default_name(position));
                     let checker = new_checker(
                         spec,
                         name.clone(),
@@ -735,28 +781,29 @@ fn add_participants<W: WaitStrategy, K>(
                         report_to,
                     );
                     let progress = Arc::clone(&checker.progress);
-                    builder = if participant.kind == Kind::Mutable {
+                    let builder = if participant.kind == Kind::Mutable {
                         builder.handle_events_mut_handler(Writer(checker))
                     } else {
                         builder.handle_events_with_handler(Reader(checker))
                     };
                     position += 1;
-                    Built {
+                    let one = Built {
                         name: name.clone(),
                         kind: participant.kind,
                         threads: vec![name.clone()],
                         upstream: Upstream::Progress(name, progress),
-                    }
+                    };
+                    (builder, one)
                 }
                 Kind::Pool { workers } => {
                     let seen = Arc::new(SeenBits::new(spec.producers(), spec.stride()));
-                    let mut threads: Vec<String> = (0..workers)
-                        .map(|worker| default_name(position + worker))
+                    // A name before the pool names every worker, `-<n>` each.
+                    let threads: Vec<String> = (0..workers)
+                        .map(|worker| match &name {
+                            Some(name) => format!("{name}-{worker}"),
+                            None => default_name(position + worker),
+                        })
                         .collect();
-                    if participant.named {
-                        // Options after the pool configure its last worker.
-                        threads[workers - 1] = format!("s{stage}-pool{position}-last");
-                    }
                     let checkers: Vec<Reader> = threads
                         .iter()
                         .map(|thread| {
@@ -771,18 +818,19 @@ fn add_participants<W: WaitStrategy, K>(
                             ))
                         })
                         .collect();
-                    builder = builder.handle_events_with_workers(checkers);
+                    let builder = builder.handle_events_with_workers(checkers);
                     let name = format!("pool of {}", threads.join(", "));
                     position += workers;
-                    Built {
+                    let one = Built {
                         name: name.clone(),
                         kind: participant.kind,
                         threads,
                         upstream: Upstream::Pool(name, seen),
-                    }
+                    };
+                    (builder, one)
                 }
                 Kind::Poller => {
-                    let name = format!("s{stage}-poller{position}");
+                    let name = name.unwrap_or_else(|| default_name(position));
                     let checker = new_checker(
                         spec,
                         name.clone(),
@@ -793,45 +841,44 @@ fn add_participants<W: WaitStrategy, K>(
                         report_to,
                     );
                     let progress = Arc::clone(&checker.progress);
-                    builder = builder.add_poller(name.clone());
+                    let (poller, builder) = builder.event_poller();
+                    assert_eq!(poller.name(), name, "the poller's name");
                     pollers.push(PollerJob {
-                        name: name.clone(),
+                        poller,
                         checker,
                         stop_every: participant.stop_every,
                     });
                     position += 1;
-                    Built {
+                    let one = Built {
                         name: name.clone(),
                         kind: participant.kind,
                         threads: Vec::new(),
                         upstream: Upstream::Progress(name, progress),
-                    }
+                    };
+                    (builder, one)
                 }
             };
-            if let Some(max_batch) = participant.max_batch {
-                builder = builder.max_batch_size(max_batch);
-            }
-            if participant.named && participant.kind != Kind::Poller {
-                builder = builder.thread_name(one.threads.last().expect("a thread").clone());
-            }
+            ready = Some(builder);
             this_stage.push(one);
         }
         upstream = this_stage.iter().map(|one| one.upstream.clone()).collect();
         built.extend(this_stage);
     }
-    (builder, built, pollers)
+    Added {
+        builder: ready.expect("every stage has a participant"),
+        built,
+        pollers,
+    }
 }
 
-fn spawn_pollers<W: WaitStrategy>(
-    jobs: Vec<PollerJob>,
-    mut take: impl FnMut(&str) -> Option<EventPoller<Event, W>>,
-) -> Vec<thread::JoinHandle<Tally>> {
+/// Polls each poller to `ShutDown` on a thread of its own.
+fn spawn_pollers<W: WaitStrategy>(jobs: Vec<PollerJob<W>>) -> Vec<thread::JoinHandle<Tally>> {
     jobs.into_iter()
         .map(|job| {
-            let poller = take(&job.name).expect("every poller added can be taken");
+            let name = format!("poll-{}", job.checker.tally.label);
             thread::Builder::new()
-                .name(format!("poll-{}", job.name))
-                .spawn(move || drive_poller(poller, job.checker, job.stop_every))
+                .name(name)
+                .spawn(move || drive_poller(job.poller, job.checker, job.stop_every))
                 .expect("spawn a poller thread")
         })
         .collect()
@@ -896,7 +943,7 @@ fn publish_single<W: WaitStrategy>(
                     .publish_timeout(Duration::from_micros(200), |event| event.fill(0, counter))
                 {
                     Ok(sequence) => break sequence,
-                    Err(PublishError::TimedOut) => {}
+                    Err(PublishTimeoutError::TimedOut) => {}
                     Err(error) => panic!("publish_timeout: {error}"),
                 }
             },
@@ -1001,7 +1048,7 @@ fn publish_multi<W: WaitStrategy>(
                         event.fill(producer, counter)
                     }) {
                         Ok(sequence) => break sequence,
-                        Err(PublishError::TimedOut) => {}
+                        Err(PublishTimeoutError::TimedOut) => {}
                         Err(error) => panic!("publish_timeout: {error}"),
                     }
                 };
@@ -1043,10 +1090,14 @@ fn run_with<W: WaitStrategy>(spec: GraphSpec, wait: W) -> u64 {
         Mode::Single => {
             let builder = build_single_producer(spec.ring_size, Event::default, wait)
                 .producer_wait(spec.full_ring);
-            let (builder, built, jobs) = add_participants(builder, &spec, &report_to);
+            let Added {
+                builder,
+                built,
+                pollers: jobs,
+            } = add_participants(builder, &spec, &report_to);
             let mut producer = builder.build().expect("a valid random graph builds");
             assert_eq!(producer.capacity(), spec.ring_size);
-            let pollers = spawn_pollers(jobs, |name| producer.take_poller(name));
+            let pollers = spawn_pollers(jobs);
             let published = publish_single(&mut producer, &spec);
             (producer.shutdown(), published, built, pollers)
         }
@@ -1056,10 +1107,14 @@ fn run_with<W: WaitStrategy>(spec: GraphSpec, wait: W) -> u64 {
         } => {
             let builder = build_multi_producer(spec.ring_size, Event::default, wait)
                 .producer_wait(spec.full_ring);
-            let (builder, built, jobs) = add_participants(builder, &spec, &report_to);
+            let Added {
+                builder,
+                built,
+                pollers: jobs,
+            } = add_participants(builder, &spec, &report_to);
             let first = builder.build().expect("a valid random graph builds");
             assert_eq!(first.capacity(), spec.ring_size);
-            let pollers = spawn_pollers(jobs, |name| first.take_poller(name));
+            let pollers = spawn_pollers(jobs);
             // The producers start once the test has let go of its own handle
             // (or not): then exactly one of them, or the test, is the last.
             let start = Arc::new(Barrier::new(producers + 1));
