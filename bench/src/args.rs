@@ -1,0 +1,54 @@
+//! Command-line parsing for every tool, over `lexopt`: each tool names its
+//! own options; `--help` and errors are handled here, the same way for all.
+
+use std::str::FromStr;
+
+pub use lexopt::Parser;
+
+/// Parses the process's arguments. `on_option` gets each option's name
+/// (`"quick"` for `--quick`, `"n"` for `-n`) and the parser, to take a value
+/// with [`value`]; it returns `Ok(false)` for a name it does not know.
+/// `--help` prints `usage` and exits 0; a bad argument prints the error and
+/// `usage` to stderr and exits 2.
+pub fn parse(
+    usage: &str,
+    mut on_option: impl FnMut(&str, &mut Parser) -> Result<bool, lexopt::Error>,
+) {
+    let mut parser = Parser::from_env();
+    if let Err(error) = parse_with(&mut parser, &mut on_option) {
+        if error == "help" {
+            print!("{usage}");
+            std::process::exit(0);
+        }
+        eprintln!("error: {error}\n\n{usage}");
+        std::process::exit(2);
+    }
+}
+
+fn parse_with(
+    parser: &mut Parser,
+    on_option: &mut impl FnMut(&str, &mut Parser) -> Result<bool, lexopt::Error>,
+) -> Result<(), String> {
+    while let Some(arg) = parser.next().map_err(|error| error.to_string())? {
+        let name = match arg {
+            lexopt::Arg::Long("help") | lexopt::Arg::Short('h') => return Err("help".into()),
+            lexopt::Arg::Long(name) => name.to_owned(),
+            lexopt::Arg::Short(letter) => letter.to_string(),
+            lexopt::Arg::Value(value) => return Err(format!("unexpected argument {value:?}")),
+        };
+        if !on_option(&name, parser).map_err(|error| format!("--{name}: {error}"))? {
+            return Err(format!("unknown option --{name}"));
+        }
+    }
+    Ok(())
+}
+
+/// The value of the option just seen, parsed as `T`.
+pub fn value<T>(parser: &mut Parser) -> Result<T, lexopt::Error>
+where
+    T: FromStr,
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    let text = parser.value()?;
+    lexopt::ValueExt::parse(&text)
+}
