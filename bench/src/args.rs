@@ -47,8 +47,9 @@ fn parse_with(
 pub fn value<T>(parser: &mut Parser) -> Result<T, lexopt::Error>
 where
     T: FromStr,
-    T::Err: std::error::Error + Send + Sync + 'static,
+    T::Err: std::fmt::Display,
 {
-    let text = parser.value()?;
-    lexopt::ValueExt::parse(&text)
+    let text = parser.value()?.into_string()?;
+    text.parse()
+        .map_err(|error: T::Err| format!("{text:?}: {error}").into())
 }

@@ -48,33 +48,59 @@ impl Rounds<'_> {
     }
 }
 
-/// Prints, per system, the median over rounds of each round's percentiles,
-/// the largest value of any round, and the paired p50 and p99 ratios to
-/// `rows[baseline]` (and to `rows[floor]`, if given).
-pub fn print_table(title: &str, rows: &[Rounds<'_>], baseline: usize, floor: Option<usize>) {
-    println!("\n{title}");
-    let mut header = format!("{:<20}", "system");
-    for (_, label) in QUANTILES {
+/// The header of a percentile table: a name column, the quantiles, max.
+fn header(extra: &[&str]) -> String {
+    let mut header = format!("{:<24}", "");
+    for label in QUANTILES.iter().map(|(_, label)| *label).chain(["max"]) {
         write!(header, "{label:>10}").unwrap();
     }
-    write!(header, "{:>10}{:>12}{:>12}", "max", "p50/base", "p99/base").unwrap();
-    if floor.is_some() {
-        write!(header, "{:>12}", "p50/floor").unwrap();
+    for label in extra {
+        write!(header, "{label:>12}").unwrap();
     }
-    println!("{header}\n{}", "-".repeat(header.chars().count()));
+    format!("{header}\n{}", "-".repeat(header.chars().count()))
+}
+
+/// A row of a percentile table: `at(quantile)` for each quantile, then
+/// `at(1.0)` (the largest value).
+fn cells(name: &str, at: impl Fn(f64) -> f64) -> String {
+    let mut line = format!("{name:<24}");
+    for quantile in QUANTILES.iter().map(|(quantile, _)| *quantile).chain([1.0]) {
+        write!(line, "{:>10}", units::ns(at(quantile))).unwrap();
+    }
+    line
+}
+
+/// Prints the percentiles of each histogram, one row each.
+pub fn print_percentiles(title: &str, rows: &[(&str, &Histogram<u64>)]) {
+    println!("\n{title}\n{}", header(&[]));
+    for (name, histogram) in rows {
+        println!(
+            "{}",
+            cells(name, |quantile| histogram.value_at_quantile(quantile)
+                as f64)
+        );
+    }
+}
+
+/// Prints, per system, the median over rounds of each round's percentiles
+/// (and the largest value of any round), then the paired p50 and p99
+/// ratios to `rows[baseline]` (and p50 to `rows[floor]`, if given).
+pub fn print_table(title: &str, rows: &[Rounds<'_>], baseline: usize, floor: Option<usize>) {
+    let extra: &[&str] = if floor.is_some() {
+        &["p50/base", "p99/base", "p50/floor"]
+    } else {
+        &["p50/base", "p99/base"]
+    };
+    println!("\n{title}\n{}", header(extra));
     for row in rows {
-        let mut line = format!("{:<20}", row.name);
-        for (quantile, _) in QUANTILES {
-            write!(line, "{:>10}", units::ns(median(&row.at(quantile)))).unwrap();
-        }
-        let max = row.at(1.0).into_iter().fold(0.0, f64::max);
-        write!(line, "{:>10}", units::ns(max)).unwrap();
-        for quantile in [0.5, 0.99] {
-            let ratio = paired_ratio(&row.at(quantile), &rows[baseline].at(quantile));
-            write!(line, "{:>12}", units::ratio(ratio)).unwrap();
-        }
-        if let Some(floor) = floor {
-            let ratio = paired_ratio(&row.at(0.5), &rows[floor].at(0.5));
+        let mut line = cells(row.name, |quantile| match quantile {
+            1.0 => row.at(1.0).into_iter().fold(0.0, f64::max),
+            quantile => median(&row.at(quantile)),
+        });
+        let mut ratios = vec![(0.5, baseline), (0.99, baseline)];
+        ratios.extend(floor.map(|floor| (0.5, floor)));
+        for (quantile, base) in ratios {
+            let ratio = paired_ratio(&row.at(quantile), &rows[base].at(quantile));
             write!(line, "{:>12}", units::ratio(ratio)).unwrap();
         }
         println!("{line}");

@@ -34,14 +34,18 @@ impl Waiting {
             }
         }
     }
+}
 
-    /// Parses `spin`, `yield` or `block`.
-    pub fn parse(name: &str) -> Result<Self, String> {
+impl std::str::FromStr for Waiting {
+    type Err = &'static str;
+
+    /// `spin`, `yield` or `block`.
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
         match name {
             "spin" => Ok(Waiting::Spin),
             "yield" => Ok(Waiting::Yield),
             "block" => Ok(Waiting::Block),
-            other => Err(format!("unknown wait {other:?}: spin, yield or block")),
+            _ => Err("expected spin, yield or block"),
         }
     }
 }
@@ -96,6 +100,19 @@ impl Placement {
             (vec![None; threads], Waiting::Yield)
         };
         Self { cores, waiting }
+    }
+
+    /// For `threads` busy threads that are pinned only with a core each
+    /// (and then busy-spin); otherwise none is pinned and they yield.
+    pub fn exclusive(threads: usize) -> Self {
+        let shared = Self::for_threads(threads);
+        match shared.waiting {
+            Waiting::Spin => shared,
+            _ => Self {
+                cores: vec![None; threads],
+                waiting: Waiting::Yield,
+            },
+        }
     }
 
     /// The same cores, waiting as `waiting` says instead.
