@@ -114,7 +114,9 @@ pub fn hgrm(histogram: &Histogram<u64>) -> String {
         "{:>12} {:>14} {:>10} {:>14}\n\n",
         "Value", "Percentile", "TotalCount", "1/(1-Percentile)"
     );
+    let mut total = 0;
     for step in histogram.iter_quantiles(5) {
+        total += step.count_since_last_iteration();
         let quantile = step.quantile_iterated_to();
         let inverse = if quantile < 1.0 {
             format!("{:14.2}", 1.0 / (1.0 - quantile))
@@ -126,7 +128,7 @@ pub fn hgrm(histogram: &Histogram<u64>) -> String {
             "{:12.3} {:2.12} {:10} {inverse}",
             step.value_iterated_to() as f64 / 1e3,
             quantile,
-            step.count_since_last_iteration()
+            total
         )
         .unwrap();
     }
@@ -185,7 +187,10 @@ pub fn write_plot(
             .configure_mesh()
             .x_desc("percentile")
             .y_desc("latency (µs)")
-            .x_label_formatter(&|x| format!("{}%", 100.0 * (1.0 - 1.0 / x)))
+            .x_label_formatter(&|x| {
+                let percent = format!("{:.4}", 100.0 * (1.0 - 1.0 / x));
+                format!("{}%", percent.trim_end_matches('0').trim_end_matches('.'))
+            })
             .draw()?;
         for (index, ((name, _), line)) in series.iter().zip(&points).enumerate() {
             let colour = Palette99::pick(index).stroke_width(2);

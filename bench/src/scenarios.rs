@@ -297,7 +297,9 @@ pub fn pipeline(system: System, plan: Plan, placement: &Placement) -> Result<Blo
         }
     };
     let producer_core = placement.core(0);
-    let paced = move |mut publish: Box<dyn FnMut(u64, i64) + Send>| {
+    // The producer thread hands its publisher (and so the producer) back,
+    // so that nothing shuts down while the last messages are measured.
+    let paced = move |mut publish: Publish| {
         spawn_on("producer", producer_core, move || {
             let mut pacer = Pacer {
                 plan,
@@ -307,6 +309,7 @@ pub fn pipeline(system: System, plan: Plan, placement: &Placement) -> Result<Blo
             for k in 0..plan.total() {
                 publish(pacer.due(k), k as i64);
             }
+            publish
         })
     };
     let sink = |mut last_stage: Box<dyn FnMut(i64, u64) + Send>| {
@@ -314,7 +317,7 @@ pub fn pipeline(system: System, plan: Plan, placement: &Placement) -> Result<Blo
             last_stage(event.s2.load(Ordering::Relaxed), event.intended_ns)
         }
     };
-    match system {
+    let (publisher, stages) = match system {
         System::Tickring => with_tickring_wait!(plan.waiting, |wait| {
             let ring = build_single_producer(PIPELINE_RING, Event::default, wait())
                 .producer_wait(peers::full_ring_wait(plan.waiting));
@@ -328,14 +331,15 @@ pub fn pipeline(system: System, plan: Plan, placement: &Placement) -> Result<Blo
                 .handle_events_with(sink(Box::new(last_stage)))
                 .build()
                 .map_err(|error| error.to_string())?;
-            joined(
-                paced(Box::new(move |intended_ns, value| {
-                    producer
-                        .publish(|event| (event.intended_ns, event.value) = (intended_ns, value))
-                        .expect("running");
-                })),
-                "the producer",
-            )?;
+            let publish = move |intended_ns, value| {
+                let fill =
+                    |event: &mut Event| (event.intended_ns, event.value) = (intended_ns, value);
+                producer.publish(fill).expect("running");
+            };
+            (
+                joined(paced(Box::new(publish)), "the producer")?,
+                Vec::new(),
+            )
         }),
         System::Disruptor => with_disruptor_wait!(plan.waiting, |wait| {
             let ring = disruptor::build_single_producer(PIPELINE_RING, Event::default, wait);
@@ -348,29 +352,41 @@ pub fn pipeline(system: System, plan: Plan, placement: &Placement) -> Result<Blo
             let mut producer = disruptor_options(ring, "s3", placement.core(3))
                 .handle_events_with(sink(Box::new(last_stage)))
                 .build();
-            joined(
-                paced(Box::new(move |intended_ns, value| {
-                    producer
-                        .publish(|event| (event.intended_ns, event.value) = (intended_ns, value));
-                })),
-                "the producer",
-            )?;
+            let publish = move |intended_ns, value| {
+                producer.publish(|event| (event.intended_ns, event.value) = (intended_ns, value));
+            };
+            (
+                joined(paced(Box::new(publish)), "the producer")?,
+                Vec::new(),
+            )
         }),
         System::Floor => link_pipeline::<Floor>(plan, placement, paced, last_stage)?,
         System::Crossbeam => link_pipeline::<Crossbeam>(plan, placement, paced, last_stage)?,
         System::Rtrb => link_pipeline::<Rtrb>(plan, placement, paced, last_stage)?,
+    };
+    // Polled, not a blocking `recv`: that allocates, inside the measured span.
+    let block = loop {
+        match finished.try_recv() {
+            Err(mpsc::TryRecvError::Empty) => thread::sleep(Duration::from_micros(200)),
+            outcome => break outcome,
+        }
+    };
+    drop(publisher);
+    for stage in stages {
+        joined(stage, "a stage")?;
     }
-    finished
-        .recv()
-        .map_err(|_| format!("{}: the last stage stopped early", system.name()))
+    block.map_err(|_| format!("{}: the last stage stopped early", system.name()))
 }
+
+/// A pipeline's publisher: `(intended_ns, value)`.
+type Publish = Box<dyn FnMut(u64, i64) + Send>;
 
 fn link_pipeline<L: Link>(
     plan: Plan,
     placement: &Placement,
-    paced: impl FnOnce(Box<dyn FnMut(u64, i64) + Send>) -> JoinHandle<()>,
+    paced: impl FnOnce(Publish) -> JoinHandle<Publish>,
     mut last_stage: impl FnMut(i64, u64) + Send + 'static,
-) -> Result<(), String> {
+) -> Result<(Publish, Vec<JoinHandle<()>>), String> {
     let (mut tx, mut rx) = L::pair::<(u64, i64)>(PIPELINE_RING);
     let mut stages = Vec::new();
     for stage in 1..3 {
@@ -388,16 +404,8 @@ fn link_pipeline<L: Link>(
             last_stage(value, intended);
         }
     }));
-    joined(
-        paced(Box::new(move |intended, value| {
-            send(&mut tx, (intended, value), plan.waiting)
-        })),
-        "the producer",
-    )?;
-    for stage in stages {
-        joined(stage, "a stage")?;
-    }
-    Ok(())
+    let publish = move |intended, value| send(&mut tx, (intended, value), plan.waiting);
+    Ok((joined(paced(Box::new(publish)), "the producer")?, stages))
 }
 
 // ---------------------------------------------------------------------------
