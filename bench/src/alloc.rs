@@ -1,6 +1,6 @@
 //! The counting global allocator: a tool installs it with
 //!
-//! ```ignore
+//! ```text
 //! #[global_allocator]
 //! static ALLOCATOR: tickring_bench::alloc::Counting = tickring_bench::alloc::Counting;
 //! ```

@@ -913,3 +913,55 @@ fn relay<T: peers::Message>(
         send(tx, step(value), waiting);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Threads that wait politely, so the tests run on any machine.
+    fn polite(threads: usize) -> Placement {
+        Placement::exclusive(threads).with_waiting(Waiting::Yield)
+    }
+
+    #[test]
+    fn every_rig_delivers_every_event_once() {
+        for shape in Shape::ALL {
+            for system in System::ALL {
+                let batch10 = TickOptions {
+                    batch: 10,
+                    ..TickOptions::default()
+                };
+                for options in [TickOptions::default(), batch10] {
+                    if let Some(mut rig) =
+                        Rig::new(system, shape, &polite(shape.threads()), options)
+                    {
+                        // `run` panics on a wrong sum; two samples check the running totals.
+                        rig.run(5_003);
+                        rig.run(2_000);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn latency_blocks_see_every_message_in_order() {
+        let plan = Plan {
+            measured: 1_000,
+            interval: None,
+            waiting: Waiting::Yield,
+        };
+        for system in System::ALL {
+            let ping_pong = ping_pong(system, plan, &polite(2)).expect("ping-pong runs");
+            let pipeline = pipeline(system, plan, &polite(4)).expect("pipeline runs");
+            for block in [ping_pong, pipeline] {
+                assert_eq!(
+                    (block.wrong, block.histogram.len()),
+                    (0, 1_000),
+                    "{}",
+                    system.name()
+                );
+            }
+        }
+    }
+}

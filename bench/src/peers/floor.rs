@@ -132,3 +132,23 @@ impl<T: Message> Rx<T> for FloorRx<T> {
         Recv::Item(value)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::peers::{recv, send};
+    use crate::place::Waiting;
+
+    #[test]
+    fn floor_ring_delivers_in_order_across_wraps_then_closes() {
+        let (mut tx, mut rx) = Floor::pair::<u64>(4);
+        let sender = std::thread::spawn(move || {
+            (0..10_000).for_each(|value| send(&mut tx, value, Waiting::Yield))
+        });
+        for expected in 0..10_000 {
+            assert_eq!(recv(&mut rx, Waiting::Yield), Some(expected));
+        }
+        sender.join().unwrap();
+        assert_eq!(recv(&mut rx, Waiting::Yield), None);
+    }
+}
