@@ -53,3 +53,34 @@ where
     text.parse()
         .map_err(|error: T::Err| format!("{text:?}: {error}").into())
 }
+
+/// The options every measuring tool takes: `--quick` and `--rounds N`.
+#[derive(Debug, Default)]
+pub struct Common {
+    pub quick: bool,
+    rounds: Option<usize>,
+}
+
+impl Common {
+    /// Takes `option` if it is one of these; `Ok(false)` otherwise.
+    pub fn take(&mut self, option: &str, parser: &mut Parser) -> Result<bool, lexopt::Error> {
+        match option {
+            "quick" => self.quick = true,
+            "rounds" => self.rounds = Some(value(parser)?),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// `--rounds`, else `quick` rounds with `--quick` and `full` without.
+    pub fn rounds(&self, quick: usize, full: usize) -> usize {
+        self.rounds
+            .unwrap_or(if self.quick { quick } else { full })
+            .max(1)
+    }
+
+    /// `given`, else `quick` with `--quick` and `full` without.
+    pub fn size<T>(&self, given: Option<T>, quick: T, full: T) -> T {
+        given.unwrap_or(if self.quick { quick } else { full })
+    }
+}

@@ -38,7 +38,13 @@ pub struct Rounds<'a> {
     pub rounds: &'a [Histogram<u64>],
 }
 
-impl Rounds<'_> {
+impl<'a> Rounds<'a> {
+    /// One row per name, from `histograms[system][round]`.
+    pub fn rows(names: &[&'a str], histograms: &'a [Vec<Histogram<u64>>]) -> Vec<Self> {
+        let rows = names.iter().zip(histograms);
+        rows.map(|(name, rounds)| Rounds { name, rounds }).collect()
+    }
+
     /// The value at `quantile` in each round (1.0: the largest).
     pub fn at(&self, quantile: f64) -> Vec<f64> {
         self.rounds

@@ -89,6 +89,15 @@ struct Pacer {
 }
 
 impl Pacer {
+    fn new(plan: Plan, clock: Clock) -> Self {
+        let anchor_ns = 0;
+        Self {
+            plan,
+            clock,
+            anchor_ns,
+        }
+    }
+
     /// Waits until message `k` is due; returns when it was due.
     #[inline]
     fn due(&mut self, k: u64) -> u64 {
@@ -223,11 +232,7 @@ pub fn ping_pong(system: System, plan: Plan, placement: &Placement) -> Result<Bl
 /// The pinger's loop, whatever the system.
 fn pinger(ping: &mut impl Tx<i64>, pongs: &mut impl Rx<i64>, plan: Plan) -> Block {
     let clock = Clock(Instant::now());
-    let mut pacer = Pacer {
-        plan,
-        clock,
-        anchor_ns: 0,
-    };
+    let mut pacer = Pacer::new(plan, clock);
     let mut recorder = Recorder::new(plan, clock, 0, 2);
     for k in 0.. {
         let intended = pacer.due(k);
@@ -299,18 +304,15 @@ pub fn pipeline(system: System, plan: Plan, placement: &Placement) -> Result<Blo
     let producer_core = placement.core(0);
     // The producer thread hands its publisher (and so the producer) back,
     // so that nothing shuts down while the last messages are measured.
-    let paced = move |mut publish: Publish| {
-        spawn_on("producer", producer_core, move || {
-            let mut pacer = Pacer {
-                plan,
-                clock,
-                anchor_ns: 0,
-            };
+    let paced = move |mut publish: Publish| -> Result<Published, String> {
+        let producer = spawn_on("producer", producer_core, move || {
+            let mut pacer = Pacer::new(plan, clock);
             for k in 0..plan.total() {
                 publish(pacer.due(k), k as i64);
             }
             publish
-        })
+        });
+        Ok((joined(producer, "the producer")?, Vec::new()))
     };
     let sink = |mut last_stage: Box<dyn FnMut(i64, u64) + Send>| {
         move |event: &Event, _: i64, _: bool| {
@@ -336,10 +338,7 @@ pub fn pipeline(system: System, plan: Plan, placement: &Placement) -> Result<Blo
                     |event: &mut Event| (event.intended_ns, event.value) = (intended_ns, value);
                 producer.publish(fill).expect("running");
             };
-            (
-                joined(paced(Box::new(publish)), "the producer")?,
-                Vec::new(),
-            )
+            paced(Box::new(publish))?
         }),
         System::Disruptor => with_disruptor_wait!(plan.waiting, |wait| {
             let ring = disruptor::build_single_producer(PIPELINE_RING, Event::default, wait);
@@ -355,10 +354,7 @@ pub fn pipeline(system: System, plan: Plan, placement: &Placement) -> Result<Blo
             let publish = move |intended_ns, value| {
                 producer.publish(|event| (event.intended_ns, event.value) = (intended_ns, value));
             };
-            (
-                joined(paced(Box::new(publish)), "the producer")?,
-                Vec::new(),
-            )
+            paced(Box::new(publish))?
         }),
         System::Floor => link_pipeline::<Floor>(plan, placement, paced, last_stage)?,
         System::Crossbeam => link_pipeline::<Crossbeam>(plan, placement, paced, last_stage)?,
@@ -380,13 +376,16 @@ pub fn pipeline(system: System, plan: Plan, placement: &Placement) -> Result<Blo
 
 /// A pipeline's publisher: `(intended_ns, value)`.
 type Publish = Box<dyn FnMut(u64, i64) + Send>;
+/// A pipeline whose producer has published everything: its publisher
+/// (kept until the last message is recorded) and its stage threads.
+type Published = (Publish, Vec<JoinHandle<()>>);
 
 fn link_pipeline<L: Link>(
     plan: Plan,
     placement: &Placement,
-    paced: impl FnOnce(Publish) -> JoinHandle<Publish>,
+    paced: impl FnOnce(Publish) -> Result<Published, String>,
     mut last_stage: impl FnMut(i64, u64) + Send + 'static,
-) -> Result<(Publish, Vec<JoinHandle<()>>), String> {
+) -> Result<Published, String> {
     let (mut tx, mut rx) = L::pair::<(u64, i64)>(PIPELINE_RING);
     let mut stages = Vec::new();
     for stage in 1..3 {
@@ -405,7 +404,8 @@ fn link_pipeline<L: Link>(
         }
     }));
     let publish = move |intended, value| send(&mut tx, (intended, value), plan.waiting);
-    Ok((joined(paced(Box::new(publish)), "the producer")?, stages))
+    let (publisher, _) = paced(Box::new(publish))?;
+    Ok((publisher, stages))
 }
 
 // ---------------------------------------------------------------------------
@@ -705,11 +705,7 @@ impl Rig {
         shape: Shape,
         placement: &Placement,
     ) -> Builder<Event, W, K, builder_state::Ready> {
-        let first = shape.producers();
-        let consumer = |index: usize| placement.core(first + index);
-        let sink = |mut tally: Tally, read: fn(&Event) -> i64| {
-            move |event: &Event, _: i64, end: bool| tally.add(read(event), end)
-        };
+        let (consumer, sink) = (consumer_cores(shape, placement), summing);
         match shape {
             Shape::Unicast | Shape::Sequencer => tickring_options(builder, "c0", consumer(0))
                 .handle_events_with(sink(self.tally(0), |e| e.value)),
@@ -745,11 +741,7 @@ impl Rig {
                 producer.publish(|event| event.value = value);
             }
         }
-        let first = shape.producers();
-        let consumer = |index: usize| placement.core(first + index);
-        let sink = |mut tally: Tally, read: fn(&Event) -> i64| {
-            move |event: &Event, _: i64, end: bool| tally.add(read(event), end)
-        };
+        let (consumer, sink) = (consumer_cores(shape, placement), summing);
         let ring = || disruptor::build_single_producer(shape.ring(), Event::default, wait);
         match shape {
             Shape::Unicast => {
@@ -797,8 +789,7 @@ impl Rig {
     }
 
     fn links<L: Link>(&mut self, shape: Shape, placement: &Placement) -> Option<()> {
-        let (first, waiting) = (shape.producers(), self.waiting);
-        let consumer = |index: usize| placement.core(first + index);
+        let (consumer, waiting) = (consumer_cores(shape, placement), self.waiting);
         let (tx, rx) = L::pair::<i64>(shape.ring());
         let mut txs = vec![tx];
         match shape {
@@ -875,6 +866,16 @@ impl Drop for Rig {
             let _ = thread.join();
         }
     }
+}
+
+/// Consumer `index`'s core (threads after the producers').
+fn consumer_cores(shape: Shape, placement: &Placement) -> impl Fn(usize) -> Option<usize> + '_ {
+    move |index| placement.core(shape.producers() + index)
+}
+
+/// A ring system's checked consumer: tallies `read(event)`.
+fn summing(mut tally: Tally, read: fn(&Event) -> i64) -> impl FnMut(&Event, i64, bool) {
+    move |event, _sequence, end_of_batch| tally.add(read(event), end_of_batch)
 }
 
 /// Publishes `range` through either kind of tickring producer, `batch`

@@ -48,22 +48,18 @@ OPTIONS:
 ";
 
 fn main() -> ExitCode {
-    let (mut quick, mut rounds, mut round_trips, mut events) = (false, None, None, None);
+    let (mut common, mut round_trips, mut events) = (args::Common::default(), None, None);
     args::parse(USAGE, |option, parser| {
         match option {
-            "quick" => quick = true,
-            "rounds" => rounds = Some(args::value(parser)?),
             "round-trips" => round_trips = Some(args::value(parser)?),
             "events" => events = Some(args::value::<u64>(parser)?),
-            _ => return Ok(false),
+            _ => return common.take(option, parser),
         }
         Ok(true)
     });
-    let rounds = rounds.unwrap_or(if quick { 2 } else { 7 }).max(1);
-    let round_trips = round_trips.unwrap_or(if quick { 20_000 } else { 200_000 });
-    let events = events
-        .unwrap_or(if quick { 1_000_000 } else { 20_000_000 })
-        .max(4);
+    let rounds = common.rounds(2, 7);
+    let round_trips = common.size(round_trips, 20_000, 200_000);
+    let events = common.size(events, 1_000_000, 20_000_000).max(4);
     let placement = Placement::for_threads(2);
     println!("hot_path: {}", placement.describe());
     if placement.waiting() != Waiting::Spin {
@@ -107,14 +103,7 @@ fn ping_pong(placement: &Placement, rounds: usize, measured: u64) -> Result<(), 
         .into_iter()
         .map(|runs| runs.into_iter().collect())
         .collect::<Result<Vec<Vec<_>>, _>>()?;
-    let rows: Vec<Rounds<'_>> = systems
-        .iter()
-        .zip(&histograms)
-        .map(|(system, rounds)| Rounds {
-            name: system.name(),
-            rounds,
-        })
-        .collect();
+    let rows = Rounds::rows(&systems.map(System::name), &histograms);
     hist::print_table(
         "ping-pong, closed loop: one-way latency (median over rounds)",
         &rows,

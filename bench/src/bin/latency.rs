@@ -58,22 +58,20 @@ OPTIONS:
 type Scenario = fn(System, Plan, &Placement) -> Result<Block, String>;
 
 fn main() -> ExitCode {
-    let (mut quick, mut rounds, mut round_trips, mut messages) = (false, None, None, None);
+    let (mut common, mut round_trips, mut messages) = (args::Common::default(), None, None);
     let (mut ping_interval, mut interval, mut out) = (0u64, 10_000u64, None::<PathBuf>);
     args::parse(USAGE, |option, parser| {
         match option {
-            "quick" => quick = true,
-            "rounds" => rounds = Some(args::value(parser)?),
             "round-trips" => round_trips = Some(args::value(parser)?),
             "ping-interval" => ping_interval = args::value(parser)?,
             "messages" => messages = Some(args::value(parser)?),
             "interval" => interval = args::value(parser)?,
             "out" => out = Some(args::value(parser)?),
-            _ => return Ok(false),
+            _ => return common.take(option, parser),
         }
         Ok(true)
     });
-    let rounds = rounds.unwrap_or(if quick { 2 } else { 5 }).max(1);
+    let rounds = common.rounds(2, 5);
     let out = out.unwrap_or_else(|| {
         let target = std::env::var_os("CARGO_TARGET_DIR").map_or("target".into(), PathBuf::from);
         target.join("tickring-latency")
@@ -83,14 +81,14 @@ fn main() -> ExitCode {
         (
             "ping-pong",
             2,
-            round_trips.unwrap_or(if quick { 20_000 } else { 200_000 }),
+            common.size(round_trips, 20_000, 200_000),
             pace(ping_interval),
             scenarios::ping_pong,
         ),
         (
             "pipeline",
             4,
-            messages.unwrap_or(if quick { 10_000 } else { 100_000 }),
+            common.size(messages, 10_000, 100_000),
             pace(interval),
             scenarios::pipeline,
         ),
@@ -146,14 +144,8 @@ fn report(name: &str, systems: &[System], blocks: &[Vec<Block>], out: &std::path
         .iter()
         .map(|runs| runs.iter().map(|block| block.histogram.clone()).collect())
         .collect();
-    let rows: Vec<Rounds<'_>> = systems
-        .iter()
-        .zip(&histograms)
-        .map(|(system, rounds)| Rounds {
-            name: system.name(),
-            rounds,
-        })
-        .collect();
+    let names: Vec<&str> = systems.iter().map(|system| system.name()).collect();
+    let rows = Rounds::rows(&names, &histograms);
     let index = |wanted: System| systems.iter().position(|system| *system == wanted);
     let baseline = index(System::Tickring).expect("tickring is measured");
     hist::print_table(

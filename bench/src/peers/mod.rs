@@ -268,11 +268,11 @@ pub fn disruptor_options<E, W, B: ProcessorSettings<E, W>>(
     name: &'static str,
     core: Option<usize>,
 ) -> B {
-    let builder = builder.thread_name(name);
-    match core {
-        Some(core) => builder.pin_at_core(core),
-        None => builder,
+    let named = builder.thread_name(name);
+    if let Some(core) = core {
+        return named.pin_at_core(core);
     }
+    named
 }
 
 /// tickring's `Yielding` policy for the `disruptor` crate, which ships only
