@@ -24,6 +24,7 @@ use crate::peers::{
     Tx,
 };
 use crate::place::{spawn_on, Placement, Waiting};
+use crate::stats;
 use crate::{with_disruptor_wait, with_tickring_wait};
 
 /// The ring (or channel) size of ping-pong (LMAX's ping-pong test's).
@@ -471,6 +472,12 @@ impl Shape {
         }
     }
 
+    /// Whether `system` can express the shape (an SPSC queue has no three
+    /// producers).
+    pub fn supports(self, system: System) -> bool {
+        self != Shape::Sequencer || !matches!(system, System::Floor | System::Rtrb)
+    }
+
     fn ring(self) -> usize {
         if matches!(self, Shape::Unicast | Shape::Sequencer) {
             UNICAST_RING
@@ -478,6 +485,39 @@ impl Shape {
             PIPELINE_RING
         }
     }
+}
+
+/// A contender of a throughput comparison: a name, a system, and
+/// tickring's options (ignored by the others).
+pub type Contender = (String, System, TickOptions);
+
+/// Rates (events/s) of `contenders` on `shape`, in paired rounds: each round
+/// builds every contender fresh, in a rotating order, warms it with a
+/// quarter-size sample and measures one sample of `events` (sums checked).
+/// Returns `rates[contender][round]`; a contender that cannot express the
+/// shape must not be passed.
+pub fn paired_throughput(
+    shape: Shape,
+    placement: &Placement,
+    contenders: &[Contender],
+    rounds: usize,
+    events: u64,
+) -> Vec<Vec<f64>> {
+    let progress = |round: usize, next: usize| {
+        eprintln!(
+            "[rounds] {} round {}/{rounds}: {}",
+            shape.name(),
+            round + 1,
+            contenders[next].0
+        )
+    };
+    stats::rounds(rounds, contenders.len(), progress, |_, index| {
+        let (name, system, options) = &contenders[index];
+        let mut rig = Rig::new(*system, shape, placement, *options)
+            .unwrap_or_else(|| panic!("{name} cannot run {}", shape.name()));
+        rig.run(events / 4);
+        events as f64 / rig.run(events).as_secs_f64()
+    })
 }
 
 /// What a checked consumer has done, written at the end of each batch.

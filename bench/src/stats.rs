@@ -57,6 +57,35 @@ pub fn rounds<R>(
     results
 }
 
+/// Prints rates (events/s) measured in paired rounds, `rates[row][round]`:
+/// per row the median, min, max, spread, and the paired ratios to
+/// `rates[baseline]` and, if given, to `rates[floor]`.
+pub fn print_rates(
+    title: &str,
+    names: &[&str],
+    rates: &[Vec<f64>],
+    baseline: usize,
+    floor: Option<usize>,
+) {
+    println!(
+        "\n{title}\n{:<28}{:>12}{:>12}{:>12}{:>8}{:>10}{:>10}",
+        "", "median", "min", "max", "spread", "/base", "/floor"
+    );
+    for (name, rate) in names.iter().zip(rates) {
+        let (min, max) = rate.iter().fold((f64::INFINITY, 0f64), |(lo, hi), r| {
+            (lo.min(*r), hi.max(*r))
+        });
+        let spread = format!("{:.0}%", 100.0 * spread(rate));
+        let to_floor = floor.map_or(f64::NAN, |floor| paired_ratio(rate, &rates[floor]));
+        let cells = [median(rate), min, max].map(crate::units::rate);
+        let ratios = [paired_ratio(rate, &rates[baseline]), to_floor].map(crate::units::ratio);
+        println!(
+            "{name:<28}{:>12}{:>12}{:>12}{spread:>8}{:>10}{:>10}",
+            cells[0], cells[1], cells[2], ratios[0], ratios[1]
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

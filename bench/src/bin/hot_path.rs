@@ -31,7 +31,7 @@ use tickring::FullRingWait;
 use tickring_bench::hist::{self, Rounds};
 use tickring_bench::peers::System;
 use tickring_bench::place::{Placement, Waiting};
-use tickring_bench::scenarios::{self, Plan, Rig, Shape, TickOptions};
+use tickring_bench::scenarios::{self, Contender, Plan, Shape, TickOptions};
 use tickring_bench::{args, stats, units};
 
 const USAGE: &str = "\
@@ -120,10 +120,10 @@ fn throughput(placement: &Placement, rounds: usize, events: u64) {
         full_ring: Some(full_ring),
         ..TickOptions::default()
     };
-    let contenders = [
-        ("tickring publish", System::Tickring, spin_if_full),
+    let contenders: Vec<Contender> = vec![
+        ("tickring publish".into(), System::Tickring, spin_if_full),
         (
-            "tickring batch_publish(10)",
+            "tickring batch_publish(10)".into(),
             System::Tickring,
             TickOptions {
                 batch: 10,
@@ -131,53 +131,22 @@ fn throughput(placement: &Placement, rounds: usize, events: u64) {
             },
         ),
         (
-            "tickring, yield if full",
+            "tickring, yield if full".into(),
             System::Tickring,
             TickOptions {
                 full_ring: Some(FullRingWait::Yield),
                 ..spin_if_full
             },
         ),
-        ("rtrb", System::Rtrb, spin_if_full),
-        ("floor ring", System::Floor, spin_if_full),
+        ("rtrb".into(), System::Rtrb, spin_if_full),
+        ("floor ring".into(), System::Floor, spin_if_full),
     ];
-    let rates = stats::rounds(
-        rounds,
-        contenders.len(),
-        progress("1P-1C", rounds, contenders.map(|(name, ..)| name).to_vec()),
-        |_, index| {
-            let (_, system, options) = contenders[index];
-            let mut rig = Rig::new(system, Shape::Unicast, placement, options)
-                .expect("every contender runs 1P-1C");
-            rig.run(events / 4);
-            events as f64 / rig.run(events).as_secs_f64()
-        },
-    );
-    let floor = contenders.len() - 1;
-    println!(
-        "\n1P-1C throughput, {} events per sample (median over {rounds} rounds)",
+    let rates =
+        scenarios::paired_throughput(Shape::Unicast, placement, &contenders, rounds, events);
+    let names: Vec<&str> = contenders.iter().map(|(name, ..)| name.as_str()).collect();
+    let title = format!(
+        "1P-1C throughput, {} events per sample (median over {rounds} rounds)",
         units::grouped(events)
     );
-    println!(
-        "{:<28}{:>12}{:>12}{:>12}{:>10}{:>10}{:>10}",
-        "", "median", "min", "max", "spread", "/tickring", "/floor"
-    );
-    for ((name, _, _), rate) in contenders.iter().zip(&rates) {
-        let (min, max) = rate.iter().fold((f64::INFINITY, 0f64), |(lo, hi), r| {
-            (lo.min(*r), hi.max(*r))
-        });
-        let spread = format!("{:.0}%", 100.0 * stats::spread(rate));
-        let (to_tickring, to_floor) = (
-            stats::paired_ratio(rate, &rates[0]),
-            stats::paired_ratio(rate, &rates[floor]),
-        );
-        println!(
-            "{name:<28}{:>12}{:>12}{:>12}{spread:>10}{:>10}{:>10}",
-            units::rate(stats::median(rate)),
-            units::rate(min),
-            units::rate(max),
-            units::ratio(to_tickring),
-            units::ratio(to_floor)
-        );
-    }
+    stats::print_rates(&title, &names, &rates, 0, Some(contenders.len() - 1));
 }
