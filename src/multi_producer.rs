@@ -96,7 +96,7 @@ where
 
     /// Shuts the pipeline down now, whatever other handles exist: every
     /// event claimed before this call is published and drained, every later
-    /// publish on any handle fails with [`PublishError::Closed`], and the
+    /// publish on any handle fails with [`PublishError::Closed`](crate::PublishError::Closed), and the
     /// threads are joined. Returns the report (empty on one of the
     /// pipeline's own threads, or when the pipeline was already shut down).
     ///

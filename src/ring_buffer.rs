@@ -411,13 +411,15 @@ mod tests {
                         std::thread::yield_now();
                         continue;
                     }
-                    // SAFETY: every stamp up to `available` was acquired, and
-                    // `consumed` stays below `next` until the set below.
-                    let batch = unsafe { Readable::new(next, available) };
-                    for sequence in next..=available {
-                        assert_eq!(*ring.read(&batch, sequence), (sequence, sequence * 3));
+                    {
+                        // The range ends with this block, before the release.
+                        // SAFETY: every stamp up to `available` was acquired,
+                        // and `consumed` stays below `next` until the set below.
+                        let batch = unsafe { Readable::new(next, available) };
+                        for sequence in next..=available {
+                            assert_eq!(*ring.read(&batch, sequence), (sequence, sequence * 3));
+                        }
                     }
-                    drop(batch);
                     consumed.set(available);
                     next = available + 1;
                 }

@@ -676,7 +676,9 @@ fn a_poller_from_a_builder_that_never_built_reports_halted() {
 #[test]
 fn options_configure_the_participant_after_them() {
     let names = Arc::new(Mutex::new(Vec::new()));
-    let record = |names: &Arc<Mutex<Vec<(String, Vec<usize>)>>>| {
+    /// Each handler thread's name and the cores its affinity mask allows.
+    type Seen = Arc<Mutex<Vec<(String, Vec<usize>)>>>;
+    let record = |names: &Seen| {
         let names = Arc::clone(names);
         move |_: &u8, _: i64, _: bool| {
             let name = thread::current().name().unwrap_or_default().to_owned();
