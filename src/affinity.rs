@@ -23,8 +23,9 @@ pub fn available_cores() -> Vec<usize> {
 ///
 /// On Linux this is the process's `Cpus_allowed_list` (the main thread's
 /// mask, as `sched_getaffinity(pid)` reports it), so a producer thread that
-/// pinned itself can still build handlers pinned elsewhere. Elsewhere it is
-/// the calling thread's mask.
+/// pinned itself can still build handlers pinned elsewhere. If the *main*
+/// thread pins itself, this shrinks to that core: pin it after `build()`.
+/// Elsewhere it is the calling thread's mask.
 ///
 /// ```
 /// let allowed = tickring::allowed_cores();

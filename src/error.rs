@@ -152,7 +152,7 @@ impl fmt::Display for BuildError {
                 f,
                 "handler '{handler}' cannot be pinned to core {core}: it is outside the \
                  process's allowed CPU set (taskset, cgroups) or the operating system \
-                 refused; use a core from available_cores() or drop pin_at_core"
+                 refused; use a core from allowed_cores() or drop pin_at_core"
             ),
             Self::ThreadSpawn { handler, message } => write!(
                 f,
@@ -174,8 +174,9 @@ impl std::error::Error for BuildError {}
 #[non_exhaustive]
 pub enum PublishError {
     /// The pipeline has halted (a handler panicked under
-    /// [`PanicPolicy::Halt`](crate::PanicPolicy::Halt)); nothing more will be
-    /// consumed. Call `shutdown()` to learn what happened.
+    /// [`PanicPolicy::Halt`](crate::PanicPolicy::Halt), or a tickring thread
+    /// failed); nothing more will be consumed. Call `shutdown()` to learn
+    /// what happened.
     Halted,
     /// The pipeline was closed ([`MultiProducer::close`](crate::MultiProducer::close)):
     /// it takes no more events.
@@ -194,7 +195,7 @@ impl fmt::Display for PublishError {
         match self {
             Self::Halted => write!(
                 f,
-                "the pipeline has halted because a handler panicked; call shutdown() for the report"
+                "the pipeline has halted (a handler panicked or a tickring thread failed); call shutdown() for the report"
             ),
             Self::Closed => write!(f, "the pipeline was closed: it takes no more events"),
             Self::BatchTooLarge {

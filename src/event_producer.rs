@@ -103,8 +103,9 @@ pub trait EventProducer<E>: sealed::Claimer<E> {
 
     /// Claims `count` slots (waiting for room for all of them), calls
     /// `fill(event, sequence)` for each in order and publishes each as soon
-    /// as it is filled. Returns the last sequence, or the last one published
-    /// before when `count` is 0.
+    /// as it is filled. Returns the last sequence. A `count` of 0 publishes
+    /// nothing, checks nothing (not even a halt) and returns the last
+    /// sequence claimed so far — by any handle, for a `MultiProducer`.
     ///
     /// If `fill` panics, a [`Producer`](crate::Producer) keeps the events
     /// filled before it published and releases the rest of the claim (the

@@ -163,7 +163,16 @@ where
     fn claim(&mut self, count: i64, room: Room) -> Result<Claim, NoRoom> {
         match room {
             Room::Wait => self.wait_for_room(count, None),
-            Room::Now => self.try_room(count),
+            Room::Now => match self.try_room(count) {
+                // A dropped poller's events are skipped only when someone
+                // polls its orphan: do it here too, or `try_*` alone would
+                // see a full ring forever.
+                Err(NoRoom::Full) if self.pipeline.shared.has_orphans() => {
+                    self.pipeline.shared.poll_orphans();
+                    self.try_room(count) // re-reads the gate: the cache is short
+                }
+                outcome => outcome,
+            },
             Room::Within(timeout) => self.wait_for_room(count, Some(timeout)),
         }
     }

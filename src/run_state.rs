@@ -51,8 +51,9 @@ impl RunState {
     /// Asks every participant to stop once it has handled `last_published`.
     /// The first call wins; later calls keep the first shutdown point.
     pub(crate) fn set_shutdown_at(&self, last_published: i64) {
-        // Release (on success): every publish up to `last_published`
-        // happens-before a participant that reads this value.
+        // AcqRel on success (the release half: every publish up to
+        // `last_published` happens-before a participant that reads this
+        // value with acquire); Acquire on failure, where nothing is written.
         let _ = self.shutdown_at.compare_exchange(
             i64::MAX,
             last_published,

@@ -971,3 +971,35 @@ fn max_batch_size_caps_what_one_poll_hands_out() {
         assert_eq!(poller.poll(|_, _, _| true), PollState::Idle);
     });
 }
+
+// A producer that only ever calls `try_*` is not held back by a dropped
+// poller: the pipeline skips the poller's events on those calls too.
+#[test]
+fn try_publish_alone_gets_past_a_dropped_poller() {
+    with_timeout(
+        Duration::from_secs(30),
+        "try_publish past a dropped poller",
+        || {
+            let (poller, builder) =
+                tickring::build_single_producer(4, || 0u64, Yielding::new()).event_poller();
+            let mut single = builder.build().unwrap();
+            drop(poller);
+            for value in 0..100 {
+                assert_eq!(single.try_publish(|event| *event = value), Ok(value as i64));
+            }
+            let _ = single.shutdown();
+
+            let (poller, builder) =
+                tickring::build_multi_producer(4, || 0u64, Yielding::new()).event_poller();
+            let mut multi = builder.build().unwrap();
+            drop(poller);
+            for value in 0..100 {
+                assert_eq!(
+                    multi.try_batch_publish(1, |event, _| *event = value),
+                    Ok(value as i64)
+                );
+            }
+            assert!(multi.shutdown().is_some());
+        },
+    );
+}

@@ -137,16 +137,18 @@ impl MultiProducerSequencer {
     /// One past the last sequence claimed so far (after a close, refused
     /// claims count too: an over-estimate that only makes room look smaller).
     pub(crate) fn claimed_up_to(&self) -> i64 {
-        // Acquire: the caller (the last producer handle) already synchronized
-        // with every other handle's drop; acquire keeps this read after that.
+        // Acquire: keeps this read after whatever synchronization the caller
+        // did before (the last handle's drop, or `close`); every claim is
+        // in the counter's modification order, so none made before is missed.
         self.next_to_claim.load(Ordering::Acquire) & !CLOSED
     }
 
     /// Refuses every later claim; returns one past the last sequence claimed
     /// before (the shutdown point is one less).
     pub(crate) fn close(&self) -> i64 {
-        // AcqRel: ordered with every claim by the RMW; acquire so that the
-        // caller's shutdown follows every claim before it.
+        // AcqRel: the RMW is ordered with every claim in the counter's
+        // modification order (that, not acquire, is what makes every earlier
+        // claim count); acquire keeps the shutdown that follows after it.
         // A second close gets a later value; the first shutdown point stands.
         self.next_to_claim.fetch_or(CLOSED, Ordering::AcqRel) & !CLOSED
     }
