@@ -21,18 +21,53 @@ pub fn available_cores() -> Vec<usize> {
 /// The ids of the cores this process may run on, sorted: its CPU affinity
 /// mask as the operator set it (`taskset`, cgroups' cpuset).
 ///
-/// On Linux this is the process's `Cpus_allowed_list` (the main thread's
-/// mask, as `sched_getaffinity(pid)` reports it), so a producer thread that
-/// pinned itself can still build handlers pinned elsewhere. If the *main*
-/// thread pins itself, this shrinks to that core: pin it after `build()`.
-/// Elsewhere it is the calling thread's mask.
+/// On Linux this is the process's `Cpus_allowed_list` as it was when the
+/// process started (read before `main` runs), so a thread that pinned
+/// itself since — the main thread included — does not shrink it and can
+/// still build handlers pinned elsewhere. Where that start-up read is not
+/// available it is the main thread's mask now, and on other platforms the
+/// calling thread's.
 ///
 /// ```
 /// let allowed = tickring::allowed_cores();
 /// assert!(allowed.iter().all(|core| tickring::available_cores().contains(core)));
 /// ```
 pub fn allowed_cores() -> Vec<usize> {
-    sorted(process_cpus_allowed().unwrap_or_else(affinity_of_calling_thread))
+    let at_start = at_start::mask();
+    sorted(
+        at_start
+            .or_else(process_cpus_allowed)
+            .unwrap_or_else(affinity_of_calling_thread),
+    )
+}
+
+/// The process's CPU mask as it started: read by a function the loader runs
+/// before `main` (an `.init_array` entry), before any thread of the program
+/// could pin itself.
+#[cfg(all(target_os = "linux", not(miri), not(tickring_loom)))]
+mod at_start {
+    use std::sync::OnceLock;
+
+    static MASK: OnceLock<Option<Vec<usize>>> = OnceLock::new();
+
+    extern "C" fn capture() {
+        let _ = MASK.set(super::process_cpus_allowed());
+    }
+
+    #[used]
+    #[link_section = ".init_array"]
+    static CAPTURE: extern "C" fn() = capture;
+
+    pub(super) fn mask() -> Option<Vec<usize>> {
+        MASK.get().cloned().flatten()
+    }
+}
+
+#[cfg(not(all(target_os = "linux", not(miri), not(tickring_loom))))]
+mod at_start {
+    pub(super) fn mask() -> Option<Vec<usize>> {
+        None
+    }
 }
 
 /// Pins the calling thread to core `id`.
