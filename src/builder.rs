@@ -679,6 +679,15 @@ where
         let mut threads = Vec::new();
         let mut failure = None;
         let last_stage = self.stages.len() - 1;
+        // Threads are what halts a running pipeline (a handler's panic, or
+        // an unwind out of a tickring thread): a thread alone in its
+        // pipeline needs no halt check between its events.
+        let thread_count = self
+            .stages
+            .iter()
+            .flatten()
+            .filter(|spec| spec.body.is_some())
+            .count();
         let mut upstream: Box<[Arc<Sequence>]> = Box::new([]);
         for (stage_index, stage) in std::mem::take(&mut self.stages).into_iter().enumerate() {
             let stage_sequences: Box<[Arc<Sequence>]> = stage
@@ -711,6 +720,7 @@ where
                     panic_policy: self.panic_policy,
                     has_dependents: stage_index != last_stage,
                     sole_writer,
+                    others_may_halt: thread_count > 1,
                 };
                 let ready = Readiness::new(spec.name.clone(), started.clone());
                 let core = spec.core;

@@ -49,7 +49,7 @@ pub trait EventProducer<E>: sealed::Claimer<E> {
     #[inline]
     fn publish<F: FnOnce(&mut E)>(&mut self, fill: F) -> Result<i64, PublishError> {
         let claim = self.claim(1, Room::Wait).map_err(publish_error)?;
-        Ok(self.write_and_publish(claim, fill_once(fill)))
+        Ok(self.write_and_publish_one(claim, fill))
     }
 
     /// As [`EventProducer::publish`], but returns at once (without calling
@@ -62,7 +62,7 @@ pub trait EventProducer<E>: sealed::Claimer<E> {
     #[inline]
     fn try_publish<F: FnOnce(&mut E)>(&mut self, fill: F) -> Result<i64, TryPublishError> {
         let claim = self.claim(1, Room::Now).map_err(try_publish_error)?;
-        Ok(self.write_and_publish(claim, fill_once(fill)))
+        Ok(self.write_and_publish_one(claim, fill))
     }
 
     /// As [`EventProducer::publish`], but gives up when no slot frees up
@@ -98,7 +98,7 @@ pub trait EventProducer<E>: sealed::Claimer<E> {
         let claim = self
             .claim(1, Room::Within(timeout))
             .map_err(publish_timeout_error)?;
-        Ok(self.write_and_publish(claim, fill_once(fill)))
+        Ok(self.write_and_publish_one(claim, fill))
     }
 
     /// Claims `count` slots (waiting for room for all of them), calls
@@ -188,6 +188,13 @@ pub(crate) mod sealed {
         /// Fills and publishes every slot of `claim`; returns the last
         /// sequence published.
         fn write_and_publish<F: FnMut(&mut E, i64)>(&mut self, claim: Claim, fill: F) -> i64;
+        /// Fills and publishes the one slot of `claim` (from `publish`,
+        /// `try_publish`, `publish_timeout`). A producer overrides it when a
+        /// path without the batch loop is cheaper.
+        #[inline]
+        fn write_and_publish_one<F: FnOnce(&mut E)>(&mut self, claim: Claim, fill: F) -> i64 {
+            self.write_and_publish(claim, super::fill_once(fill))
+        }
         /// The last sequence claimed (for a batch of zero).
         fn last_claimed(&self) -> i64;
         fn ring_capacity(&self) -> usize;

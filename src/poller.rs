@@ -161,7 +161,12 @@ impl PollerCore {
                     ring,
                     &mut readable,
                     &mut release.stopped_at,
-                    |readable, sequence, end| handler(ring.read(readable, sequence), sequence, end),
+                    // A poller runs beside the pipeline's threads, any of
+                    // which may halt it.
+                    true,
+                    |slots, readable, sequence, end| {
+                        handler(slots.read(readable, sequence), sequence, end)
+                    },
                 );
             }
             if release.stopped_at > next {

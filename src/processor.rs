@@ -18,7 +18,7 @@ use crate::handler::{EventHandler, MutEventHandler};
 use crate::loom::sync::atomic::{AtomicI64, Ordering};
 use crate::loom::sync::mpsc;
 use crate::report::{drop_payload, panic_message, HandlerPanic, HandlerReport, PanicPolicy};
-use crate::ring_buffer::{Readable, RingBuffer, SoleWriter};
+use crate::ring_buffer::{Readable, RingBuffer, Slots, SoleWriter};
 use crate::sequence::Sequence;
 use crate::shared::Shared;
 use crate::wait::WaitStrategy;
@@ -28,7 +28,7 @@ use crate::wait::WaitStrategy;
 pub(crate) trait Consume<E> {
     fn consume(
         &mut self,
-        ring: &RingBuffer<E>,
+        slots: Slots<'_, E>,
         readable: &mut Readable,
         sequence: i64,
         end_of_batch: bool,
@@ -44,9 +44,9 @@ pub(crate) struct Reader<H>(pub(crate) H);
 
 impl<E, H: EventHandler<E>> Consume<E> for Reader<H> {
     #[inline]
-    fn consume(&mut self, ring: &RingBuffer<E>, readable: &mut Readable, sequence: i64, end: bool) {
+    fn consume(&mut self, slots: Slots<'_, E>, readable: &mut Readable, sequence: i64, end: bool) {
         self.0
-            .on_event(ring.read(readable, sequence), sequence, end);
+            .on_event(slots.read(readable, sequence), sequence, end);
     }
     #[inline]
     fn on_batch_start(&mut self, batch_size: i64, queue_depth: i64) {
@@ -71,8 +71,8 @@ pub(crate) struct Writer<H> {
 
 impl<E, H: MutEventHandler<E>> Consume<E> for Writer<H> {
     #[inline]
-    fn consume(&mut self, ring: &RingBuffer<E>, readable: &mut Readable, sequence: i64, end: bool) {
-        let event = ring.modify(readable, &self.sole, sequence);
+    fn consume(&mut self, slots: Slots<'_, E>, readable: &mut Readable, sequence: i64, end: bool) {
+        let event = slots.modify(readable, &self.sole, sequence);
         self.handler.on_event(event, sequence, end);
     }
     #[inline]
@@ -106,6 +106,9 @@ pub(crate) struct ProcessorContext<E, W> {
     pub(crate) has_dependents: bool,
     /// `Some` for a mutable handler that `build()` found alone in its stage.
     pub(crate) sole_writer: Option<SoleWriter>,
+    /// Another thread of the pipeline (the only things that halt one once
+    /// it runs) exists: check the halt before every event (see `run_batch`).
+    pub(crate) others_may_halt: bool,
 }
 
 /// Runs `f`, turning a panic into its message (a payload whose own `Drop`
@@ -118,31 +121,58 @@ pub(crate) fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     })
 }
 
-/// Hands each sequence of `readable` to `each(readable, sequence,
+/// Hands each sequence of `readable` to `each(slots, readable, sequence,
 /// end_of_batch)` in order, until `each` returns `false` or the pipeline
-/// halts (checked before every event: after a halt no participant starts
-/// another). `stopped_at` ends as the first sequence not completed — also
-/// when `each` panics, which leaves it at the sequence that panicked.
+/// halts (after a halt no participant starts another event). `stopped_at`
+/// ends as the first sequence not completed — also when `each` panics,
+/// which leaves it at the sequence that panicked.
+///
+/// `others_may_halt`: another thread of the pipeline could halt it while
+/// this batch runs, so the halt is checked before every event. Without one
+/// (a pipeline with a single handler thread), it is checked before the
+/// batch only: nothing else can set it meanwhile, and the loop then keeps
+/// the handler's state in registers (an atomic load between two events
+/// makes the compiler reload and store it around every event).
 #[inline]
 pub(crate) fn run_batch<E>(
     ring: &RingBuffer<E>,
     readable: &mut Readable,
     stopped_at: &mut i64,
-    mut each: impl FnMut(&mut Readable, i64, bool) -> bool,
+    others_may_halt: bool,
+    each: impl FnMut(Slots<'_, E>, &mut Readable, i64, bool) -> bool,
 ) {
+    if others_may_halt {
+        batch_loop::<E, true>(ring, readable, stopped_at, each);
+    } else {
+        batch_loop::<E, false>(ring, readable, stopped_at, each);
+    }
+}
+
+/// `run_batch`'s loop, with or without the check before each event.
+#[inline]
+fn batch_loop<E, const CHECK_EACH: bool>(
+    ring: &RingBuffer<E>,
+    readable: &mut Readable,
+    stopped_at: &mut i64,
+    mut each: impl FnMut(Slots<'_, E>, &mut Readable, i64, bool) -> bool,
+) {
+    // In registers for the whole loop (see `Slots`).
+    let slots = ring.slots();
     let end = readable.last();
     // Written back by `Progress`'s drop, so the counter lives in a register.
     let mut progress = Progress {
         at: readable.first(),
         out: stopped_at,
     };
-    while progress.at <= end {
-        if ring.state.is_halted() {
-            break;
-        }
-        let keep_going = each(readable, progress.at, progress.at == end);
+    if progress.at > end || ring.state.is_halted() {
+        return;
+    }
+    loop {
+        let keep_going = each(slots, readable, progress.at, progress.at == end);
         progress.at += 1;
-        if !keep_going {
+        // The halt is checked before the next event, after the bounds: the
+        // last event of a batch costs no extra load.
+        if !keep_going || progress.at > end || (CHECK_EACH && ring.state.is_halted()) {
             break;
         }
     }
@@ -198,8 +228,9 @@ fn consume_batch<E, W: WaitStrategy, C: Consume<E>>(
             ring,
             &mut readable,
             &mut stopped_at,
-            |readable, sequence, end_of_batch| {
-                consumer.consume(ring, readable, sequence, end_of_batch);
+            context.others_may_halt,
+            |slots, readable, sequence, end_of_batch| {
+                consumer.consume(slots, readable, sequence, end_of_batch);
                 true
             },
         )

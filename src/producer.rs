@@ -202,6 +202,25 @@ where
         published.claim.next() - 1
     }
 
+    /// One event: no batch loop, no `Option` around `fill`. If `fill`
+    /// panics the claim is released unpublished (the guard moves the
+    /// sequencer only past what was stamped, here nothing).
+    #[inline]
+    fn write_and_publish_one<F: FnOnce(&mut E)>(&mut self, claim: Claim, fill: F) -> i64 {
+        let shared = &*self.pipeline.shared;
+        let mut published = BatchPublished {
+            sequencer: &mut self.sequencer,
+            wait: &shared.wait,
+            claim,
+        };
+        shared
+            .ring
+            .write_and_publish(&mut published.claim, |event, sequence| {
+                fill(event);
+                sequence
+            })
+    }
+
     fn last_claimed(&self) -> i64 {
         self.sequencer.last_published()
     }

@@ -254,9 +254,48 @@ impl<E> RingBuffer<E> {
         }
     }
 
+    /// The slots and the mask, copied out for a consumer's loop.
+    #[inline]
+    pub(crate) fn slots(&self) -> Slots<'_, E> {
+        Slots {
+            slots: &self.slots,
+            mask: self.mask,
+        }
+    }
+}
+
+/// A ring's slots and mask as values: a consumer's loop holds them in
+/// registers. Read through the ring itself, the halt check's atomic load
+/// between two events makes the compiler reload both from the ring every
+/// event.
+pub(crate) struct Slots<'a, E> {
+    slots: &'a [Slot<E>],
+    mask: i64,
+}
+
+impl<E> Clone for Slots<'_, E> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<E> Copy for Slots<'_, E> {}
+
+impl<'a, E> Slots<'a, E> {
+    #[inline]
+    fn slot(self, sequence: i64) -> &'a Slot<E> {
+        let index = (sequence & self.mask) as usize;
+        debug_assert!(index < self.slots.len());
+        // SAFETY: `index` is masked to `size - 1`, and `slots.len() == size`.
+        unsafe { self.slots.get_unchecked(index) }
+    }
+
     /// The published event `sequence`, readable while `readable` is held.
     #[inline]
-    pub(crate) fn read<'a>(&'a self, readable: &'a Readable, sequence: i64) -> &'a E {
+    pub(crate) fn read<'r>(self, readable: &'r Readable, sequence: i64) -> &'r E
+    where
+        'a: 'r,
+    {
         assert!(
             readable.first <= sequence && sequence <= readable.last,
             "read outside the readable range"
@@ -274,12 +313,15 @@ impl<E> RingBuffer<E> {
     /// The published event `sequence`, writable by the sole writer of its
     /// stage while `readable` is exclusively borrowed.
     #[inline]
-    pub(crate) fn modify<'a>(
-        &'a self,
-        readable: &'a mut Readable,
+    pub(crate) fn modify<'r>(
+        self,
+        readable: &'r mut Readable,
         _sole: &SoleWriter,
         sequence: i64,
-    ) -> &'a mut E {
+    ) -> &'r mut E
+    where
+        'a: 'r,
+    {
         assert!(
             readable.first <= sequence && sequence <= readable.last,
             "write outside the readable range"
@@ -330,7 +372,7 @@ mod tests {
         let ring = ring(8);
         let all = readable(0, 7);
         for sequence in 0..8 {
-            assert_eq!(*ring.read(&all, sequence), sequence as u64 + 1);
+            assert_eq!(*ring.slots().read(&all, sequence), sequence as u64 + 1);
         }
     }
 
@@ -345,7 +387,7 @@ mod tests {
             assert!(ring.is_published(sequence));
             assert!(!ring.is_published(sequence + 1));
             assert_eq!(
-                *ring.read(&readable(sequence, sequence), sequence),
+                *ring.slots().read(&readable(sequence, sequence), sequence),
                 sequence as u64 * 10
             );
         }
@@ -373,15 +415,15 @@ mod tests {
         let mut first = readable(0, 0);
         // SAFETY: single-threaded test acting as the only mutable stage.
         let sole = unsafe { SoleWriter::new() };
-        *ring.modify(&mut first, &sole, 0) += 100;
-        assert_eq!(*ring.read(&first, 0), 101);
+        *ring.slots().modify(&mut first, &sole, 0) += 100;
+        assert_eq!(*ring.slots().read(&first, 0), 101);
     }
 
     #[test]
     #[should_panic(expected = "outside the readable range")]
     fn a_read_outside_the_token_is_refused() {
         let ring = ring(4);
-        let _ = ring.read(&readable(0, 1), 2);
+        let _ = ring.slots().read(&readable(0, 1), 2);
     }
 
     #[test]
@@ -417,7 +459,10 @@ mod tests {
                         // and `consumed` stays below `next` until the set below.
                         let batch = unsafe { Readable::new(next, available) };
                         for sequence in next..=available {
-                            assert_eq!(*ring.read(&batch, sequence), (sequence, sequence * 3));
+                            assert_eq!(
+                                *ring.slots().read(&batch, sequence),
+                                (sequence, sequence * 3)
+                            );
                         }
                     }
                     consumed.set(available);
