@@ -202,23 +202,18 @@ where
         published.claim.next() - 1
     }
 
-    /// One event: no batch loop, no `Option` around `fill`. If `fill`
-    /// panics the claim is released unpublished (the guard moves the
-    /// sequencer only past what was stamped, here nothing).
+    /// One event: no batch loop, no `Option` around `fill`, no guard. If
+    /// `fill` panics, the sequencer has not moved: the claim is released
+    /// unpublished. (A guard holding `&mut` to the sequencer kept its
+    /// counters in memory across the publishing loop: two more stores per
+    /// event, which on a full ring left fewer slot writes in flight.)
     #[inline]
     fn write_and_publish_one<F: FnOnce(&mut E)>(&mut self, claim: Claim, fill: F) -> i64 {
         let shared = &*self.pipeline.shared;
-        let mut published = BatchPublished {
-            sequencer: &mut self.sequencer,
-            wait: &shared.wait,
-            claim,
-        };
-        shared
-            .ring
-            .write_and_publish(&mut published.claim, |event, sequence| {
-                fill(event);
-                sequence
-            })
+        let sequence = shared.ring.write_and_publish_one(claim, fill);
+        self.sequencer.set_next(sequence + 1);
+        shared.wait.signal_all_when_blocking();
+        sequence
     }
 
     fn last_claimed(&self) -> i64 {

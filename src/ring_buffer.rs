@@ -240,6 +240,24 @@ impl<E> RingBuffer<E> {
         result
     }
 
+    /// As `write_and_publish` for a claim of one event, taken by value: no
+    /// address of the claim is taken, so a publishing loop keeps it in
+    /// registers. Returns the sequence published.
+    #[inline]
+    pub(crate) fn write_and_publish_one(&self, claim: Claim, fill: impl FnOnce(&mut E)) -> i64 {
+        let sequence = claim.next;
+        assert!(sequence == claim.last, "a claim of one event");
+        let slot = self.slot(sequence);
+        slot.event.with_mut(|event| {
+            // SAFETY: invariant 1, vouched for by the `Claim`: as in
+            // `write_and_publish`.
+            fill(unsafe { &mut *event })
+        });
+        // Release: as in `write_and_publish`.
+        slot.stamp.store(sequence, Ordering::Release);
+        sequence
+    }
+
     /// Publishes every sequence left in `claim` without writing its event
     /// (the slot keeps its previous contents). For a multi-producer whose
     /// `fill` panicked: a claimed sequence that never appeared would stall
