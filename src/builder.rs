@@ -438,15 +438,8 @@ where
     /// Until `build()` succeeds the poller sees nothing; if `build()` fails
     /// or the builder is dropped, it reports [`PollState::Halted`](crate::PollState::Halted).
     pub fn event_poller(mut self) -> (EventPoller<E, W>, Builder<E, W, K, Ready>) {
-        let options = std::mem::take(&mut self.pending);
-        let (stage, position) = (
-            self.stages.len() - 1,
-            self.stages.last().map_or(0, Vec::len),
-        );
-        let name = options
-            .name
-            .clone()
-            .unwrap_or_else(|| format!("tickring-{stage}-{position}"));
+        let (options, name) = self.take_pending();
+        let stage = self.stages.len() - 1;
         let option = match (options.core, options.timeout) {
             (Some(_), _) => Some("pin_at_core"),
             (_, Some(_)) => Some("wait_timeout"),
@@ -601,6 +594,14 @@ where
             + Send
             + 'static,
     ) -> Builder<E, W, K, Ready> {
+        let (options, name) = self.take_pending();
+        self.push_spec(name, options, mutable, Some(Box::new(body)));
+        self.retype()
+    }
+
+    /// The options given for the participant being added, and its name
+    /// (`thread_name`, or `tickring-<stage>-<position>`).
+    fn take_pending(&mut self) -> (Options, String) {
         let options = std::mem::take(&mut self.pending);
         let (stage, position) = (
             self.stages.len() - 1,
@@ -610,8 +611,7 @@ where
             .name
             .clone()
             .unwrap_or_else(|| format!("tickring-{stage}-{position}"));
-        self.push_spec(name, options, mutable, Some(Box::new(body)));
-        self.retype()
+        (options, name)
     }
 }
 

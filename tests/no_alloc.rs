@@ -5,9 +5,8 @@
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::spin_loop;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -16,41 +15,10 @@ use common::ticks::Tick;
 use tickring::{
     build_single_producer, Blocking, BusySpin, EventProducer, Producer, Sleeping, WaitStrategy,
 };
+use tickring_bench::alloc::{allocations, frees, Counting};
 
-/// Wraps the system allocator, counting allocations and frees from every thread.
-struct Counting;
-
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-static FREES: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: every method forwards to `System` with the caller's arguments, so
-// `System`'s guarantees hold; the counters are lock-free and allocate nothing.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: forwarded unchanged; the caller upholds `alloc`'s contract.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: as in `alloc`.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: `ptr` came from this allocator, i.e. from `System`.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        FREES.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: `ptr` came from this allocator, i.e. from `System`.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
+// The harness's counting allocator (`bench/src/alloc.rs`), one for the
+// tools and this test.
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
@@ -167,15 +135,15 @@ fn allocations_while_running<W: WaitStrategy>(
     what: &'static str,
     producer: &mut Producer<Tick, W>,
     progress: &[Arc<Progress>],
-) -> (usize, usize) {
+) -> (u64, u64) {
     // Warm up: first-use initialisation (thread parking, lazily touched
     // statics) may allocate once; it is not the event path.
     publish_and_consume(producer, progress, 0, WARM_UP);
-    let allocations_before = ALLOCATIONS.load(Ordering::SeqCst);
-    let frees_before = FREES.load(Ordering::SeqCst);
+    let allocations_before = allocations();
+    let frees_before = frees();
     publish_and_consume(producer, progress, WARM_UP, EVENTS);
-    let allocations = ALLOCATIONS.load(Ordering::SeqCst) - allocations_before;
-    let frees = FREES.load(Ordering::SeqCst) - frees_before;
+    let allocations = allocations() - allocations_before;
+    let frees = frees() - frees_before;
     for handler in progress {
         assert_eq!(
             handler.wrong.load(Ordering::Acquire),
