@@ -46,7 +46,7 @@ pub trait EventProducer<E>: sealed::Claimer<E> {
     /// not): nothing published from then on would be handled, and a dead
     /// handler would never make room. [`PublishError::Closed`] after a
     /// [`MultiProducer::close`](crate::MultiProducer::close).
-    #[inline]
+    #[inline(always)]
     fn publish<F: FnOnce(&mut E)>(&mut self, fill: F) -> Result<i64, PublishError> {
         let claim = self.claim(1, Room::Wait).map_err(publish_error)?;
         Ok(self.write_and_publish_one(claim, fill))

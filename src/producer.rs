@@ -108,7 +108,7 @@ where
     }
 
     /// Claims `count` slots if free now (and the pipeline alive).
-    #[inline]
+    #[inline(always)]
     fn try_room(&mut self, count: i64) -> Result<Claim, NoRoom> {
         // `next` is read before the atomic load below (see `wait_for_room`).
         let next = self.sequencer.next();
@@ -132,7 +132,14 @@ where
     /// compiler would reload it from memory), and the slow path is a
     /// separate function that gets the heap data it needs and returns the
     /// new gate, so no address inside `self` escapes the inlined fast path.
-    #[inline]
+    ///
+    /// The whole one-event path (`publish` → `claim` → here → `try_room` →
+    /// `try_claim`, then `write_and_publish_one`) is `#[inline(always)]`:
+    /// with plain `#[inline]`, a binary that publishes from several places
+    /// got `claim` out of line, a call per event and its result through
+    /// the stack, which cost a quarter of 1P-1C with the cores far apart
+    /// (BENCHMARKS.md, the 0.2-against-0.1 rounds).
+    #[inline(always)]
     fn wait_for_room(&mut self, count: i64, timeout: Option<Duration>) -> Result<Claim, NoRoom> {
         loop {
             match self.try_room(count) {
@@ -159,7 +166,7 @@ where
     E: Send + Sync + 'static,
     W: WaitStrategy,
 {
-    #[inline]
+    #[inline(always)]
     fn claim(&mut self, count: i64, room: Room) -> Result<Claim, NoRoom> {
         match room {
             Room::Wait => self.wait_for_room(count, None),
@@ -207,7 +214,7 @@ where
     /// unpublished. (A guard holding `&mut` to the sequencer kept its
     /// counters in memory across the publishing loop: two more stores per
     /// event, which on a full ring left fewer slot writes in flight.)
-    #[inline]
+    #[inline(always)]
     fn write_and_publish_one<F: FnOnce(&mut E)>(&mut self, claim: Claim, fill: F) -> i64 {
         let shared = &*self.pipeline.shared;
         let sequence = shared.ring.write_and_publish_one(claim, fill);

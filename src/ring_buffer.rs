@@ -243,7 +243,7 @@ impl<E> RingBuffer<E> {
     /// As `write_and_publish` for a claim of one event, taken by value: no
     /// address of the claim is taken, so a publishing loop keeps it in
     /// registers. Returns the sequence published.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn write_and_publish_one(&self, claim: Claim, fill: impl FnOnce(&mut E)) -> i64 {
         let sequence = claim.next;
         assert!(sequence == claim.last, "a claim of one event");

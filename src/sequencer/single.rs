@@ -54,7 +54,7 @@ impl SingleProducerSequencer {
     /// Claims `next..next + count` if the gating handlers left room for it,
     /// re-reading their sequences only when the cached gate says no.
     /// `count` is at least 1 and at most the capacity.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn try_claim(&mut self, count: i64) -> Option<Claim> {
         debug_assert!(count >= 1 && count <= self.capacity);
         if self.wrap_point(count) > self.cached_min_gate {
