@@ -108,6 +108,8 @@ mod run_state;
 mod sequence;
 mod sequencer;
 mod shared;
+#[cfg(all(feature = "shm", target_os = "linux"))]
+pub mod shm;
 #[cfg(all(test, not(tickring_loom)))]
 mod tests;
 mod wait;

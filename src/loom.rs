@@ -10,7 +10,7 @@ mod imp {
 
         pub(crate) mod atomic {
             pub(crate) use std::sync::atomic::{
-                fence, AtomicBool, AtomicI64, AtomicUsize, Ordering,
+                fence, AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering,
             };
         }
     }
@@ -54,7 +54,7 @@ mod imp {
 
         pub(crate) mod atomic {
             pub(crate) use loom::sync::atomic::{
-                fence, AtomicBool, AtomicI64, AtomicUsize, Ordering,
+                fence, AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering,
             };
         }
     }

@@ -95,6 +95,13 @@ impl Claim {
         self.next
     }
 
+    /// The last sequence claimed.
+    #[cfg_attr(not(feature = "shm"), allow(dead_code))]
+    #[inline]
+    pub(crate) fn last(&self) -> i64 {
+        self.last
+    }
+
     /// Whether every claimed sequence is published.
     #[inline]
     pub(crate) fn is_done(&self) -> bool {
