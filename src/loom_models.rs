@@ -224,3 +224,136 @@ fn worker_pool_hands_each_event_to_one_worker() {
         assert_eq!(handled.load(Ordering::Relaxed), 2);
     });
 }
+
+/// The shared-memory ring's protocol (`src/shm/protocol.rs`) over a
+/// heap-backed ring with the file's layout: the same code a process runs
+/// over the mapping, with loom's atomics.
+#[cfg(feature = "shm")]
+mod shm {
+    use crate::shm::layout::{Geometry, HeapRing};
+    use crate::shm::protocol::{ConsumerCore, JoinAt, Polled, ProducerCore};
+    use crate::shm::JoinAt as PublicJoinAt;
+    use loom::thread;
+    use std::sync::Arc;
+
+    /// Two words written separately: a torn copy shows.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+    #[repr(C)]
+    struct Pair {
+        value: i64,
+        check: i64,
+    }
+
+    fn pair(sequence: i64) -> Pair {
+        Pair {
+            value: sequence,
+            check: sequence * 7 + 1,
+        }
+    }
+
+    fn ring(capacity: usize) -> Arc<HeapRing> {
+        let geometry = Geometry::new(capacity, 1, 16, 8).expect("valid geometry");
+        Arc::new(HeapRing::new(geometry, "loom.pair", 1, 0))
+    }
+
+    fn publish_all(ring: &HeapRing, producer: &mut ProducerCore, until: i64) {
+        let view = ring.view();
+        while producer.next < until {
+            if producer.has_room(&view, 1) {
+                let sequence = producer.next;
+                producer.write_and_publish(&view, sequence, &pair(sequence));
+            } else {
+                thread::yield_now();
+            }
+        }
+    }
+
+    /// Polls until `until` was handled (or the poll reports something
+    /// else than progress); asserts every event whole and in order.
+    fn consume(ring: &HeapRing, consumer: &mut ConsumerCore, until: i64) -> Polled {
+        let view = ring.view();
+        let mut expected = consumer.next;
+        let mut handler = |event: &Pair, sequence: i64, _end: bool| {
+            assert_eq!(sequence, expected, "in order");
+            assert_eq!(*event, pair(sequence), "whole");
+            expected += 1;
+        };
+        loop {
+            if consumer.next >= until {
+                return Polled::Idle;
+            }
+            match consumer.poll(&view, &mut handler, 16) {
+                Polled::Handled(_) => {}
+                Polled::Idle => thread::yield_now(),
+                other => return other,
+            }
+        }
+    }
+
+    /// Ring of 2, three events, a consumer registered first: every event
+    /// once, in order, whole; the producer never overwrites an unread one.
+    #[test]
+    fn shm_publish_and_consume_across_wrap_around() {
+        super::model(|| {
+            let ring = ring(2);
+            let mut consumer =
+                ConsumerCore::join(&ring.view(), JoinAt::Cursor, 1, 0, 1_000).unwrap();
+            let reader = {
+                let ring = Arc::clone(&ring);
+                thread::spawn(move || consume(&ring, &mut consumer, 3))
+            };
+            publish_all(&ring, &mut ProducerCore::new(), 3);
+            assert_eq!(reader.join().unwrap(), Polled::Idle);
+        });
+    }
+
+    /// A consumer joins at the cursor while the producer publishes: the
+    /// Dekker pair (joiner: register, fence, read stamps; producer: hint,
+    /// fence, read the table) means the producer never overwrites what the
+    /// joiner starts at: no overrun, every event whole.
+    #[test]
+    fn shm_join_at_cursor_races_the_producer() {
+        super::model(|| {
+            let ring = ring(2);
+            let joiner = {
+                let ring = Arc::clone(&ring);
+                thread::spawn(move || {
+                    let mut consumer =
+                        ConsumerCore::join(&ring.view(), PublicJoinAt::Cursor, 1, 0, 1_000)
+                            .unwrap();
+                    consume(&ring, &mut consumer, 4)
+                })
+            };
+            publish_all(&ring, &mut ProducerCore::new(), 4);
+            assert_eq!(joiner.join().unwrap(), Polled::Idle);
+        });
+    }
+
+    /// The producer evicts a consumer and overwrites the slot it may be
+    /// copying (ring of 1): the consumer hands over event 0 whole, or
+    /// reports the eviction; never a torn or later event as event 0.
+    #[test]
+    fn shm_eviction_never_hands_over_a_torn_event() {
+        super::model(|| {
+            let ring = ring(1);
+            let mut consumer =
+                ConsumerCore::join(&ring.view(), JoinAt::Cursor, 1, 0, 1_000).unwrap();
+            let reader = {
+                let ring = Arc::clone(&ring);
+                thread::spawn(move || consume(&ring, &mut consumer, 1))
+            };
+            let view = ring.view();
+            let mut producer = ProducerCore::new();
+            publish_all(&ring, &mut producer, 1);
+            producer.evict_stale(&view, 1, u64::MAX / 2, 1);
+            if producer.has_room(&view, 1) {
+                producer.write_and_publish(&view, 1, &pair(1));
+            }
+            let outcome = reader.join().unwrap();
+            assert!(
+                matches!(outcome, Polled::Idle | Polled::Evicted),
+                "{outcome:?}"
+            );
+        });
+    }
+}

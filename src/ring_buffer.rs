@@ -96,7 +96,7 @@ impl Claim {
     }
 
     /// The last sequence claimed.
-    #[cfg_attr(not(feature = "shm"), allow(dead_code))]
+    #[cfg_attr(any(not(feature = "shm"), tickring_loom), allow(dead_code))]
     #[inline]
     pub(crate) fn last(&self) -> i64 {
         self.last

@@ -99,13 +99,18 @@
 //! not supported); waits are busy-spin, yielding or sleeping (no blocking
 //! futex wait across processes yet).
 
+// Under loom only the protocol and its layout are built (for the models).
+#![cfg_attr(tickring_loom, allow(dead_code, unused_imports))]
+
 mod error;
 #[cfg(not(tickring_loom))]
 mod handles;
-mod layout;
+pub(crate) mod layout;
 #[cfg(not(tickring_loom))]
 mod mapping;
-mod protocol;
+pub(crate) mod protocol;
+#[cfg(all(test, not(tickring_loom)))]
+mod tests;
 
 pub use error::{ConsumeError, ShmError};
 #[cfg(not(tickring_loom))]

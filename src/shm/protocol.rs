@@ -316,7 +316,11 @@ impl ConsumerCore {
             let stamp = view.stamp(sequence).load(Ordering::Acquire) as i64;
             if stamp != sequence {
                 if stamp > sequence && available == 0 {
-                    return Polled::Overrun;
+                    return if self.is_evicted(view) {
+                        Polled::Evicted
+                    } else {
+                        Polled::Overrun
+                    };
                 }
                 break;
             }
