@@ -172,7 +172,7 @@ impl ShmOptions {
 
     /// How long a consumer's heartbeat may stay silent before the producer
     /// evicts it, if it holds the producer back (default 2 s; at least
-    /// 1 ms).
+    /// 2 ms).
     pub fn liveness_timeout(mut self, timeout: Duration) -> Self {
         self.liveness_timeout = timeout;
         self
@@ -221,12 +221,18 @@ impl ShmOptions {
     }
 }
 
+/// The shortest liveness timeout: twice the shortest heartbeat interval.
+const MIN_LIVENESS_TIMEOUT: Duration = Duration::from_millis(2);
+
 /// How often a waiting participant looks at the others' liveness.
 const LIVENESS_CHECK: Duration = Duration::from_millis(1);
 
 fn timeout_ns(timeout: Duration, option: &'static str) -> Result<u64, ShmError> {
-    if timeout < Duration::from_millis(1) {
-        return Err(ShmError::option(option, "must be at least 1 ms"));
+    if timeout < MIN_LIVENESS_TIMEOUT {
+        return Err(ShmError::option(
+            option,
+            format!("{timeout:?} is under the minimum, {MIN_LIVENESS_TIMEOUT:?}"),
+        ));
     }
     Ok(u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX))
 }
@@ -321,7 +327,7 @@ impl<E: ShmEvent> ShmProducer<E> {
     ///
     /// [`ShmError::InvalidOption`] for a capacity that is not a power of
     /// two up to [`MAX_SHM_CAPACITY`], a consumer count outside 1 to
-    /// [`MAX_CONSUMERS`], a timeout under 1 ms, a schema name over
+    /// [`MAX_CONSUMERS`], a timeout under 2 ms, a schema name over
     /// [`MAX_SCHEMA_NAME`] bytes or an event over [`MAX_EVENT_SIZE`];
     /// [`ShmError::AlreadyExists`] when the path exists (see
     /// [`ShmOptions::replace`]); [`ShmError::Io`] when the file cannot be
@@ -330,6 +336,7 @@ impl<E: ShmEvent> ShmProducer<E> {
         let path = path.as_ref();
         let geometry = geometry_for::<E>(options.capacity, options.max_consumers)?;
         let timeout_ns = timeout_ns(options.liveness_timeout, "liveness_timeout")?;
+        let beat = interval(options.heartbeat_interval, options.liveness_timeout);
         let spec = mapping::CreateSpec {
             mode: options.mode,
             replace: options.replace,
@@ -337,14 +344,11 @@ impl<E: ShmEvent> ShmProducer<E> {
             schema_name: E::SCHEMA_NAME,
             schema_version: E::SCHEMA_VERSION,
             timeout_ns,
+            heartbeat_ns: u64::try_from(beat.as_nanos()).unwrap_or(u64::MAX),
         };
         let mapping = mapping::create(path, geometry, &spec)?;
         let memory = Arc::new(RingMemory::new(mapping, geometry));
-        let heartbeat = Heartbeat::start(
-            Arc::clone(&memory),
-            interval(options.heartbeat_interval, options.liveness_timeout),
-            Beat::Producer,
-        )?;
+        let heartbeat = Heartbeat::start(Arc::clone(&memory), beat, Beat::Producer)?;
         Ok(Self {
             core: ProducerCore::new(),
             memory,
@@ -369,8 +373,14 @@ impl<E: ShmEvent> ShmProducer<E> {
         self.core.evictions
     }
 
-    /// Consumers in the gate now.
-    pub fn active_consumers(&self) -> usize {
+    /// Consumers in the gate whose join is complete: each knows where it
+    /// starts, so a producer that waits for `n` consumers before its first
+    /// publish loses none of its events to any of them.
+    /// Takes `&mut self` because it first refreshes the producer's gate,
+    /// which also acknowledges consumers joining at an explicit sequence
+    /// (they wait for that), so waiting on this count cannot deadlock.
+    pub fn active_consumers(&mut self) -> usize {
+        self.core.refresh(self.memory.view());
         protocol::active_consumers(self.memory.view())
     }
 
@@ -544,17 +554,18 @@ impl ShmConsumerOptions {
     }
 
     /// How long the producer's heartbeat may stay silent before
-    /// [`ConsumeError::ProducerDead`] (default 2 s; at least 1 ms). This
-    /// consumer's own heartbeat keeps its interval from
-    /// [`ShmConsumerOptions::heartbeat_interval`].
+    /// [`ConsumeError::ProducerDead`] (default 2 s; at least 2 ms, and at
+    /// least twice the producer's heartbeat interval, which the ring
+    /// records: opening fails otherwise).
     pub fn liveness_timeout(mut self, timeout: Duration) -> Self {
         self.liveness_timeout = timeout;
         self
     }
 
     /// How often this consumer stamps its heartbeat (default a tenth of
-    /// its liveness timeout, at least 1 ms). Keep it well under the
-    /// producer's liveness timeout.
+    /// the shorter of its own and the producer's liveness timeouts, at
+    /// least 1 ms). Opening fails if it is over half the producer's
+    /// timeout.
     pub fn heartbeat_interval(mut self, interval: Duration) -> Self {
         self.heartbeat_interval = Some(interval);
         self
@@ -725,7 +736,7 @@ impl<E: ShmEvent> ShmConsumer<E> {
     /// consumer entry is taken; [`ShmError::NotInRing`] or
     /// [`ShmError::JoinTimeout`] for a [`JoinAt::Sequence`] join;
     /// [`ShmError::InvalidOption`] for a batch size of 0, a timeout under
-    /// 1 ms or a negative start.
+    /// 2 ms or a negative start.
     pub fn open(path: impl AsRef<Path>, options: &ShmConsumerOptions) -> Result<Self, ShmError> {
         let path = path.as_ref();
         if options.max_batch_size == 0 {
@@ -747,6 +758,31 @@ impl<E: ShmEvent> ShmConsumer<E> {
         // An evicted entry is reused once silent for the producer's
         // timeout (recorded in the header).
         let reuse_after = protocol::producer_timeout_ns(view);
+        // This consumer must look dead to nobody: beat well within the
+        // producer's timeout, and wait for well over the producer's beat.
+        let producer_beat = Duration::from_nanos(protocol::producer_heartbeat_ns(view));
+        if options.liveness_timeout < producer_beat.saturating_mul(2) {
+            return Err(ShmError::option(
+                "liveness_timeout",
+                format!(
+                    "{:?} is under twice the producer's heartbeat interval ({producer_beat:?})",
+                    options.liveness_timeout
+                ),
+            ));
+        }
+        let own_timeout = options
+            .liveness_timeout
+            .min(Duration::from_nanos(reuse_after));
+        let beat = interval(options.heartbeat_interval, own_timeout);
+        if Duration::from_nanos(reuse_after) < beat.saturating_mul(2) {
+            return Err(ShmError::option(
+                "heartbeat_interval",
+                format!(
+                    "{beat:?} is over half the producer's liveness timeout ({:?}): it would be evicted",
+                    Duration::from_nanos(reuse_after)
+                ),
+            ));
+        }
         let now = monotonic_ns();
         let mut core = ConsumerCore::join(
             view,
@@ -756,11 +792,7 @@ impl<E: ShmEvent> ShmConsumer<E> {
             reuse_after,
         )
         .map_err(|failure| join_error(failure, geometry))?;
-        let heartbeat = Heartbeat::start(
-            Arc::clone(&memory),
-            interval(options.heartbeat_interval, options.liveness_timeout),
-            Beat::Consumer(core.index),
-        );
+        let heartbeat = Heartbeat::start(Arc::clone(&memory), beat, Beat::Consumer(core.index));
         let heartbeat = match heartbeat {
             Ok(heartbeat) => heartbeat,
             Err(error) => {

@@ -71,6 +71,7 @@ pub(crate) const D_SCHEMA_VERSION: usize = 6;
 pub(crate) const D_MAX_CONSUMERS: usize = 7;
 pub(crate) const D2_FILE_BYTES: usize = 0;
 pub(crate) const D2_TIMEOUT_NS: usize = 1;
+pub(crate) const D2_HEARTBEAT_NS: usize = 2;
 pub(crate) const P_HEARTBEAT: usize = 0;
 pub(crate) const P_STATE: usize = 1;
 pub(crate) const P_PID: usize = 2;
@@ -95,7 +96,11 @@ pub(crate) struct ConsumerEntry {
     pub(crate) sequence: AtomicU64,
     /// `generation << 8 | state` (see the `ENTRY_*` states).
     pub(crate) state: AtomicU64,
-    _pad_a: [AtomicU64; WORDS_PER_LINE - 2],
+    /// The generation whose join is complete (its start decided): what
+    /// `active_consumers` counts, so a producer that waits for consumers
+    /// publishes only once they know where they start.
+    pub(crate) joined: AtomicU64,
+    _pad_a: [AtomicU64; WORDS_PER_LINE - 3],
     /// When the consumer's heartbeat last ran, ns of `CLOCK_MONOTONIC`.
     pub(crate) heartbeat: AtomicU64,
     pub(crate) pid: AtomicU64,
@@ -230,6 +235,7 @@ impl<'a> View<'a> {
         schema_name: &str,
         schema_version: u32,
         timeout_ns: u64,
+        heartbeat_ns: u64,
         pid: u64,
         now: u64,
     ) {
@@ -245,6 +251,7 @@ impl<'a> View<'a> {
         let d2 = &self.header.describe2;
         d2[D2_FILE_BYTES].store(g.file_bytes as u64, Ordering::Relaxed);
         d2[D2_TIMEOUT_NS].store(timeout_ns, Ordering::Relaxed);
+        d2[D2_HEARTBEAT_NS].store(heartbeat_ns, Ordering::Relaxed);
         store_name(&self.header.schema, schema_name);
         let p = &self.header.producer;
         p[P_HEARTBEAT].store(now, Ordering::Relaxed);
@@ -260,6 +267,7 @@ impl<'a> View<'a> {
             entry
                 .state
                 .store(entry_word(0, ENTRY_FREE), Ordering::Relaxed);
+            entry.joined.store(0, Ordering::Relaxed);
             entry.heartbeat.store(0, Ordering::Relaxed);
             entry.pid.store(0, Ordering::Relaxed);
         }
@@ -357,6 +365,7 @@ impl HeapRing {
             .map(|_| ConsumerEntry {
                 sequence: AtomicU64::new(0),
                 state: AtomicU64::new(0),
+                joined: AtomicU64::new(0),
                 _pad_a: std::array::from_fn(|_| AtomicU64::new(0)),
                 heartbeat: AtomicU64::new(0),
                 pid: AtomicU64::new(0),
@@ -373,7 +382,7 @@ impl HeapRing {
             geometry,
         };
         let view = ring.view();
-        view.initialize(schema, version, 1_000_000_000, 0, now);
+        view.initialize(schema, version, 1_000_000_000, 100_000_000, 0, now);
         view.publish_magic();
         ring
     }

@@ -142,6 +142,7 @@ pub(crate) struct CreateSpec<'a> {
     pub(crate) schema_name: &'a str,
     pub(crate) schema_version: u32,
     pub(crate) timeout_ns: u64,
+    pub(crate) heartbeat_ns: u64,
 }
 
 /// Creates the ring file at `path`: written in full under a temporary
@@ -188,6 +189,7 @@ fn create_at(
         spec.schema_name,
         spec.schema_version,
         spec.timeout_ns,
+        spec.heartbeat_ns,
         u64::from(std::process::id()),
         monotonic_ns(),
     );

@@ -21,8 +21,9 @@ use crate::loom::sync::atomic::{fence, AtomicU64, Ordering};
 
 use super::layout::{
     entry_generation, entry_state, entry_word, read_event, write_event, ConsumerEntry, View,
-    D2_TIMEOUT_NS, ENTRY_ACTIVE, ENTRY_EVICTED, ENTRY_FREE, ENTRY_RESERVED, PRODUCER_CLOSED,
-    P_CURSOR_HINT, P_EVICTIONS, P_FINAL_CURSOR, P_HEARTBEAT, P_STATE, T_ACK, T_VERSION,
+    D2_HEARTBEAT_NS, D2_TIMEOUT_NS, ENTRY_ACTIVE, ENTRY_EVICTED, ENTRY_FREE, ENTRY_RESERVED,
+    PRODUCER_CLOSED, P_CURSOR_HINT, P_EVICTIONS, P_FINAL_CURSOR, P_HEARTBEAT, P_STATE, T_ACK,
+    T_VERSION,
 };
 
 /// The producer's side: its next sequence and its cached gate.
@@ -244,6 +245,7 @@ impl ConsumerCore {
                 let newest = newest_stamp(view).max(hint);
                 let start = newest + 1;
                 entry.sequence.store((start - 1) as u64, Ordering::Release);
+                entry.joined.store(generation, Ordering::Release);
                 Ok(Self {
                     index,
                     generation,
@@ -283,6 +285,9 @@ impl ConsumerCore {
             });
         }
         self.pending_version = None;
+        self.entry(view)
+            .joined
+            .store(self.generation, Ordering::Release);
         Ok(())
     }
 
@@ -469,12 +474,22 @@ pub(crate) fn free_slots(view: &View<'_>, next: i64) -> usize {
     view.geometry.capacity.saturating_sub(used)
 }
 
-/// Consumers in the gate now.
+/// Consumers in the gate whose join is complete (they know where they
+/// start).
 pub(crate) fn active_consumers(view: &View<'_>) -> usize {
     view.entries
         .iter()
-        .filter(|entry| entry_state(entry.state.load(Ordering::Acquire)) == ENTRY_ACTIVE)
+        .filter(|entry| {
+            let state = entry.state.load(Ordering::Acquire);
+            entry_state(state) == ENTRY_ACTIVE
+                && entry.joined.load(Ordering::Acquire) == entry_generation(state)
+        })
         .count()
+}
+
+/// The producer's heartbeat interval recorded in the header.
+pub(crate) fn producer_heartbeat_ns(view: &View<'_>) -> u64 {
+    view.header.describe2[D2_HEARTBEAT_NS].load(Ordering::Relaxed)
 }
 
 /// The producer's liveness timeout recorded in the header (how long an

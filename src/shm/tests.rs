@@ -142,11 +142,15 @@ fn joins_at_the_cursor_or_at_a_sequence_still_held() {
     let at_cursor = ConsumerCore::join(&view, JoinAt::Cursor, 1, 0, TIMEOUT).unwrap();
     assert_eq!(at_cursor.next, 6);
 
+    assert_eq!(super::protocol::active_consumers(&view), 1);
     let mut at_three = ConsumerCore::join(&view, JoinAt::Sequence(3), 2, 0, TIMEOUT).unwrap();
-    // Not acknowledged until the producer's next claim folds it in.
+    // Not acknowledged until the producer's next claim folds it in, and
+    // not counted as joined before.
     assert_eq!(at_three.finish_join(&view), Err(JoinFailure::Pending));
+    assert_eq!(super::protocol::active_consumers(&view), 1);
     assert!(publish(&mut producer, &ring), "6 reuses the slot of 2");
     at_three.finish_join(&view).expect("still in the ring");
+    assert_eq!(super::protocol::active_consumers(&view), 2);
     assert!(
         !publish(&mut producer, &ring),
         "3 is held: the gate stops 7"
