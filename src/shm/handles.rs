@@ -413,8 +413,7 @@ impl<E: ShmEvent> ShmProducer<E> {
     fn wait_for_room(&mut self, count: i64, timeout: Option<Duration>) -> Result<(), NoRoom> {
         let deadline = timeout.and_then(|timeout| Instant::now().checked_add(timeout));
         loop {
-            let memory = Arc::clone(&self.memory);
-            let view = memory.view();
+            let view = self.memory.view();
             let core = &mut self.core;
             let slice = deadline.map_or(LIVENESS_CHECK, |deadline| {
                 deadline
@@ -859,8 +858,9 @@ impl<E: ShmEvent> ShmConsumer<E> {
         handler: &mut H,
         check_liveness: bool,
     ) -> Result<ShmPollState, ConsumeError> {
-        let memory = Arc::clone(&self.memory);
-        let view = memory.view();
+        // Disjoint borrows of the fields (no `Arc` clone: two atomic
+        // read-modify-writes a poll).
+        let view = self.memory.view();
         match self.core.poll(view, handler, self.max_batch) {
             Polled::Handled(count) => {
                 self.handled += count as u64;
@@ -934,8 +934,7 @@ impl<E: ShmEvent> ShmConsumer<E> {
                 ShmPollState::Handled(_) => check = false,
                 ShmPollState::Closed => return Ok(()),
                 ShmPollState::Idle => {
-                    let memory = Arc::clone(&self.memory);
-                    let view = memory.view();
+                    let view = self.memory.view();
                     let next = self.core.next;
                     let stamp = view.stamp(next);
                     // Waits for the next stamp, or LIVENESS_CHECK, then
