@@ -101,20 +101,31 @@ impl Heartbeat {
             Beat::Producer => "tickring-shm-producer-heartbeat",
             Beat::Consumer(_) => "tickring-shm-consumer-heartbeat",
         };
+        let (started, on_start) = std::sync::mpsc::sync_channel(1);
         let thread = std::thread::Builder::new()
             .name(name.to_owned())
             .spawn(move || {
+                // Not on the (maybe pinned, hot) core of the thread that
+                // created the handle.
+                mapping::unpin_current_thread();
                 let view = memory.view();
                 let word = match beat {
                     Beat::Producer => protocol::producer_heartbeat_word(view),
                     Beat::Consumer(index) => protocol::consumer_heartbeat_word(view, index),
                 };
+                word.store(monotonic_ns(), Ordering::Relaxed);
+                // Whatever the thread allocates on its first park happens
+                // before `create`/`open` returns, not in the caller's hot
+                // phase.
+                std::thread::park_timeout(Duration::ZERO);
+                let _ = started.send(());
                 while !stopping.load(Ordering::Acquire) {
                     word.store(monotonic_ns(), Ordering::Relaxed);
                     std::thread::park_timeout(interval);
                 }
             })
             .map_err(|error| ShmError::io(Path::new(name), "spawn", error))?;
+        let _ = on_start.recv();
         Ok(Self {
             stop,
             thread: Some(thread),

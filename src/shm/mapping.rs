@@ -266,3 +266,26 @@ pub(crate) fn monotonic_ns() -> u64 {
 pub(crate) fn len(mapping: &Mapping) -> usize {
     mapping.len
 }
+
+/// Lets the calling thread run on every core the process started with
+/// (a heartbeat thread must not inherit its creator's pinning to a hot
+/// core). Best effort: on failure the thread keeps its mask.
+pub(crate) fn unpin_current_thread() {
+    // SAFETY: `cpu_set_t` is a plain bit array; all zeroes is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let mut any = false;
+    for core in crate::allowed_cores() {
+        if core < libc::CPU_SETSIZE as usize {
+            // SAFETY: `core` is below `CPU_SETSIZE`, inside the set.
+            unsafe { libc::CPU_SET(core, &mut set) };
+            any = true;
+        }
+    }
+    if any {
+        // SAFETY: sets the calling thread's (pid 0) mask from a valid set
+        // of the size passed.
+        unsafe {
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+        }
+    }
+}

@@ -25,7 +25,9 @@
 //!   [`ShmError`], as is a truncated, zeroed or foreign file.
 //! - **Liveness.** Producer and consumers each run a small heartbeat thread
 //!   that stamps the time (`CLOCK_MONOTONIC`) into the ring every
-//!   `heartbeat_interval`. A consumer whose heartbeat stops (killed, or the
+//!   `heartbeat_interval` (on any core the process started with, never
+//!   pinned to the hot core of the thread that created the handle; it has
+//!   made its first beat when `create`/`open` returns). A consumer whose heartbeat stops (killed, or the
 //!   process stopped) for longer than the producer's `liveness_timeout` is
 //!   evicted from the gate when it holds the producer back; the producer
 //!   counts it ([`ShmProducer::evictions`]). A consumer whose producer's
