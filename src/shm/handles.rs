@@ -65,7 +65,8 @@ impl RingMemory {
         // move with the `Mapping` value (it is an mmap) and is unmapped only
         // when `_mapping` drops, together with this struct; `view()` hands
         // the view out only for as long as `&self` lives, never as
-        // `'static`.
+        // `'static`. (`ShmProducer` keeps a copy beside its `Arc` of this
+        // struct, and likewise lends it only for as long as `&self`.)
         let view = unsafe { std::mem::transmute::<View<'_>, View<'static>>(view) };
         Self {
             view,
@@ -77,6 +78,12 @@ impl RingMemory {
     fn view(&self) -> &View<'_> {
         &self.view
     }
+}
+
+/// A copy of `memory`'s view for a handle that holds `memory` for as long
+/// as it keeps the copy, and lends it out only for as long as `&self`.
+fn memory_view(memory: &RingMemory) -> View<'static> {
+    memory.view
 }
 
 /// Whose heartbeat a thread stamps.
@@ -316,6 +323,9 @@ pub struct ShmProducer<E: ShmEvent> {
     full_ring_wait: FullRingWait,
     remove_on_close: bool,
     closed: bool,
+    /// A copy of `memory`'s view, one pointer hop nearer for the
+    /// publishing path; valid while `memory` is held (see `RingMemory`).
+    view: View<'static>,
     heartbeat: Option<Heartbeat>,
     _event: PhantomData<fn(E) -> E>,
 }
@@ -361,6 +371,7 @@ impl<E: ShmEvent> ShmProducer<E> {
         let memory = Arc::new(RingMemory::new(mapping, geometry));
         let heartbeat = Heartbeat::start(Arc::clone(&memory), beat, Beat::Producer)?;
         Ok(Self {
+            view: memory_view(&memory),
             core: ProducerCore::new(),
             memory,
             path: path.to_path_buf(),
@@ -458,10 +469,8 @@ impl<E: ShmEvent> Drop for ShmProducer<E> {
 impl<E: ShmEvent> Claimer<E> for ShmProducer<E> {
     #[inline(always)]
     fn claim(&mut self, count: i64, room: Room) -> Result<Claim, NoRoom> {
-        if self.closed {
-            return Err(NoRoom::Closed);
-        }
-        if !self.core.has_room(self.memory.view(), count) {
+        // (`close` takes the producer by value: no claim comes after it.)
+        if !self.core.has_room(&self.view, count) {
             match room {
                 Room::Wait => self.wait_for_room(count, None)?,
                 Room::Within(timeout) => self.wait_for_room(count, Some(timeout))?,
@@ -487,7 +496,7 @@ impl<E: ShmEvent> Claimer<E> for ShmProducer<E> {
     }
 
     fn write_and_publish<F: FnMut(&mut E, i64)>(&mut self, claim: Claim, mut fill: F) -> i64 {
-        let view = self.memory.view();
+        let view = &self.view;
         for sequence in claim.next()..=claim.last() {
             let mut event = E::zeroed();
             fill(&mut event, sequence);
@@ -501,8 +510,7 @@ impl<E: ShmEvent> Claimer<E> for ShmProducer<E> {
         let sequence = claim.next();
         let mut event = E::zeroed();
         fill(&mut event);
-        self.core
-            .write_and_publish(self.memory.view(), sequence, &event);
+        self.core.write_and_publish(&self.view, sequence, &event);
         sequence
     }
 

@@ -130,6 +130,18 @@ pub(crate) fn entry_generation(word: u64) -> u64 {
     word >> 8
 }
 
+/// Words of a slot for an event of `event_size` bytes: the stamp, the
+/// event's words, padding to a multiple of 64 bytes. A constant for a
+/// given event type, so the copies below unroll.
+pub(crate) const fn slot_words_for(event_size: usize) -> usize {
+    (8 + event_size.div_ceil(8) * 8).div_ceil(64) * 8
+}
+
+/// Words an event of type `E` takes.
+const fn event_words<E>() -> usize {
+    std::mem::size_of::<E>().div_ceil(8)
+}
+
 /// Where everything is, from the event type and the capacity alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Geometry {
@@ -162,8 +174,7 @@ impl Geometry {
         {
             return None;
         }
-        let event_words = event_size.div_ceil(8);
-        let slot_bytes = (8 + event_words * 8).div_ceil(64) * 64;
+        let slot_bytes = slot_words_for(event_size) * 8;
         let slots_offset = HEADER_BYTES + max_consumers * ENTRY_BYTES;
         let file_bytes = slots_offset.checked_add(capacity.checked_mul(slot_bytes)?)?;
         Some(Self {
@@ -217,6 +228,18 @@ impl<'a> View<'a> {
     #[inline(always)]
     pub(crate) fn stamp(&self, sequence: i64) -> &'a AtomicU64 {
         &self.slot(sequence)[0]
+    }
+
+    /// The slot for `sequence` of a ring of `E` (whose geometry was made
+    /// for `E`, as every `View` of a typed handle is): the slot's length
+    /// is a constant, so the event copies unroll and need no check per
+    /// word.
+    #[inline(always)]
+    pub(crate) fn event_slot<E>(&self, sequence: i64) -> &'a [AtomicU64] {
+        let words = slot_words_for(std::mem::size_of::<E>());
+        debug_assert_eq!(words, self.geometry.slot_words);
+        let start = (sequence & self.geometry.mask()) as usize * words;
+        &self.slots[start..start + words]
     }
 
     pub(crate) fn producer(&self, word: usize) -> &'a AtomicU64 {
@@ -314,27 +337,42 @@ fn load_name(line: &Line) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
-/// The event's bytes out of a slot's words (relaxed atomic loads: a racing
-/// writer can spoil the copy, never make it undefined behaviour).
+/// The event's bytes out of a slot's words (the words after the stamp),
+/// with relaxed atomic loads: a racing writer can spoil the copy, never
+/// make it undefined behaviour.
 #[inline(always)]
 pub(crate) fn read_event<E: bytemuck::Pod>(words: &[AtomicU64]) -> E {
+    let words = &words[..event_words::<E>()];
     let mut event = E::zeroed();
     let bytes = bytemuck::bytes_of_mut(&mut event);
-    for (chunk, word) in bytes.chunks_mut(8).zip(words) {
-        let value = word.load(Ordering::Relaxed).to_ne_bytes();
-        chunk.copy_from_slice(&value[..chunk.len()]);
+    let (whole, tail) = bytes.split_at_mut(std::mem::size_of::<E>() / 8 * 8);
+    for (chunk, word) in whole.chunks_exact_mut(8).zip(words) {
+        chunk.copy_from_slice(&word.load(Ordering::Relaxed).to_ne_bytes());
+    }
+    if !tail.is_empty() {
+        let last = words[words.len() - 1].load(Ordering::Relaxed).to_ne_bytes();
+        tail.copy_from_slice(&last[..tail.len()]);
     }
     event
 }
 
-/// The event's bytes into a slot's words (relaxed atomic stores; the stamp
-/// store after them releases them).
+/// The event's bytes into a slot's words (the words after the stamp), with
+/// relaxed atomic stores; the stamp's release store after them publishes
+/// them.
 #[inline(always)]
 pub(crate) fn write_event<E: bytemuck::Pod>(words: &[AtomicU64], event: &E) {
-    for (chunk, word) in bytemuck::bytes_of(event).chunks(8).zip(words) {
+    let words = &words[..event_words::<E>()];
+    let bytes = bytemuck::bytes_of(event);
+    let (whole, tail) = bytes.split_at(std::mem::size_of::<E>() / 8 * 8);
+    for (chunk, word) in whole.chunks_exact(8).zip(words) {
         let mut value = [0u8; 8];
-        value[..chunk.len()].copy_from_slice(chunk);
+        value.copy_from_slice(chunk);
         word.store(u64::from_ne_bytes(value), Ordering::Relaxed);
+    }
+    if !tail.is_empty() {
+        let mut value = [0u8; 8];
+        value[..tail.len()].copy_from_slice(tail);
+        words[words.len() - 1].store(u64::from_ne_bytes(value), Ordering::Relaxed);
     }
 }
 

@@ -20,10 +20,10 @@ use crate::handler::EventHandler;
 use crate::loom::sync::atomic::{fence, AtomicU64, Ordering};
 
 use super::layout::{
-    entry_generation, entry_state, entry_word, read_event, write_event, ConsumerEntry, View,
-    D2_HEARTBEAT_NS, D2_TIMEOUT_NS, ENTRY_ACTIVE, ENTRY_EVICTED, ENTRY_FREE, ENTRY_RESERVED,
-    PRODUCER_CLOSED, P_CURSOR_HINT, P_EVICTIONS, P_FINAL_CURSOR, P_HEARTBEAT, P_STATE, T_ACK,
-    T_VERSION,
+    entry_generation, entry_state, entry_word, read_event, slot_words_for, write_event,
+    ConsumerEntry, View, D2_HEARTBEAT_NS, D2_TIMEOUT_NS, ENTRY_ACTIVE, ENTRY_EVICTED, ENTRY_FREE,
+    ENTRY_RESERVED, PRODUCER_CLOSED, P_CURSOR_HINT, P_EVICTIONS, P_FINAL_CURSOR, P_HEARTBEAT,
+    P_STATE, T_ACK, T_VERSION,
 };
 
 /// The producer's side: its next sequence and its cached gate.
@@ -136,7 +136,7 @@ impl ProducerCore {
         event: &E,
     ) {
         debug_assert_eq!(sequence, self.next);
-        let slot = view.slot(sequence);
+        let slot = view.event_slot::<E>(sequence);
         write_event(&slot[1..], event);
         // Release: the event's words before the stamp.
         slot[0].store(sequence as u64, Ordering::Release);
@@ -301,10 +301,12 @@ impl ConsumerCore {
         self.entry(view).state.load(Ordering::Acquire) != entry_word(self.generation, ENTRY_ACTIVE)
     }
 
-    /// Handles the events published from `next` on, up to `max_batch`:
-    /// copies each out of its slot, checks that the producer has not
-    /// evicted this consumer meanwhile, hands the copy to `handler`, then
-    /// releases the batch.
+    /// Handles the events published from `next` on, up to `max_batch` and
+    /// no further than the ring's last slot (so a batch is one contiguous
+    /// run of slots, walked without a bounds check per event): copies each
+    /// out of its slot, checks that the producer has not evicted this
+    /// consumer meanwhile, hands the copy to `handler`, then releases the
+    /// batch.
     #[inline]
     pub(crate) fn poll<E: bytemuck::Pod, H: EventHandler<E> + ?Sized>(
         &mut self,
@@ -313,12 +315,17 @@ impl ConsumerCore {
         max_batch: usize,
     ) -> Polled {
         let first = self.next;
-        let mut available = 0i64;
-        while (available as usize) < max_batch {
-            let sequence = first + available;
+        let words = slot_words_for(std::mem::size_of::<E>());
+        debug_assert_eq!(words, view.geometry.slot_words);
+        let start = (first & view.geometry.mask()) as usize;
+        let limit = max_batch.min(view.geometry.capacity - start);
+        let run = &view.slots[start * words..(start + limit) * words];
+        let mut available = 0usize;
+        for slot in run.chunks_exact(words) {
+            let sequence = first + available as i64;
             // Acquire: pairs with the stamp's release; the event's words
             // are visible.
-            let stamp = view.stamp(sequence).load(Ordering::Acquire) as i64;
+            let stamp = slot[0].load(Ordering::Acquire) as i64;
             if stamp != sequence {
                 if stamp > sequence && available == 0 {
                     return if self.is_evicted(view) {
@@ -334,25 +341,24 @@ impl ConsumerCore {
         if available == 0 {
             return Polled::Idle;
         }
-        let last = first + available - 1;
-        handler.on_batch_start(available, available);
-        let entry = self.entry(view);
+        let last = first + available as i64 - 1;
+        handler.on_batch_start(available as i64, available as i64);
+        let state = &self.entry(view).state;
         let active = entry_word(self.generation, ENTRY_ACTIVE);
-        for sequence in first..=last {
-            let slot = view.slot(sequence);
+        for (sequence, slot) in (first..).zip(run[..available * words].chunks_exact(words)) {
             let event: E = read_event(&slot[1..]);
             // Acquire: if the copy read a word the producer stored after
             // evicting this consumer, the state below shows the eviction
             // (the producer fenced between the two).
             fence(Ordering::Acquire);
-            if entry.state.load(Ordering::Relaxed) != active {
+            if state.load(Ordering::Relaxed) != active {
                 self.release(view, sequence - 1);
                 return Polled::Evicted;
             }
             handler.on_event(&event, sequence, sequence == last);
         }
         self.release(view, last);
-        Polled::Handled(available as usize)
+        Polled::Handled(available)
     }
 
     fn release(&mut self, view: &View<'_>, last_handled: i64) {

@@ -79,7 +79,10 @@ fn the_producer_waits_for_a_consumer_and_not_without_one() {
     }
     assert!(!publish(&mut producer, &ring), "a full ring waits");
     let mut seen = Vec::new();
-    assert_eq!(poll(&mut consumer, &ring, &mut seen), Polled::Handled(4));
+    // A batch ends at the ring's last slot: 10 and 11 (slots 2, 3), then
+    // 12 and 13 (slots 0, 1).
+    assert_eq!(poll(&mut consumer, &ring, &mut seen), Polled::Handled(2));
+    assert_eq!(poll(&mut consumer, &ring, &mut seen), Polled::Handled(2));
     assert!(publish(&mut producer, &ring));
     assert_eq!(seen, vec![10, 11, 12, 13]);
 }
@@ -156,7 +159,7 @@ fn joins_at_the_cursor_or_at_a_sequence_still_held() {
         "3 is held: the gate stops 7"
     );
     let mut seen = Vec::new();
-    poll(&mut at_three, &ring, &mut seen);
+    while poll(&mut at_three, &ring, &mut seen) != Polled::Idle {}
     assert_eq!(seen, vec![3, 4, 5, 6]);
 
     let mut at_one = ConsumerCore::join(&view, JoinAt::Sequence(1), 3, 0, TIMEOUT).unwrap();
