@@ -13,12 +13,14 @@
 //! ping ring and starts this program again as the child (pinned to the
 //! second core), which joins the ping ring and creates the pong ring. The
 //! parent publishes a 64-byte ping, the child echoes it on the pong ring,
-//! the parent records half the round trip (one way). After a warm-up of at
-//! least four laps of the ring, `--rounds` blocks of `--samples` round trips
-//! are measured back to back; the table gives the median over rounds of
-//! each percentile and the paired ratios to the floor ring (the harness's
+//! the parent records half the round trip (one way). Each of `--rounds`
+//! rounds runs a block of the floor ring (the harness's
 //! `scenarios::ping_pong` of `System::Floor`, between two threads pinned to
-//! the same two cores, measured just before the processes start).
+//! the same two cores, while the child sleeps), then a warm-up of at least
+//! four laps of the ring, then `--samples` measured round trips: the floor
+//! and the rings measured a minute apart would compare two placements of
+//! the vCPUs, not two systems. The table gives the median over rounds of
+//! each percentile and the paired ratios to the floor ring.
 //!
 //! Both hot threads read `getrusage(RUSAGE_THREAD)` (faults, context
 //! switches) and `/proc/self/io` (`syscr`, `syscw`: process-wide, less the
@@ -37,7 +39,7 @@ use std::time::{Duration, Instant};
 
 use tickring::shm::{ShmConsumer, ShmConsumerOptions, ShmError, ShmEvent, ShmOptions};
 use tickring::shm::{ShmPollState, ShmProducer};
-use tickring::{BusySpin, EventProducer, Yielding};
+use tickring::EventProducer;
 use tickring_bench::alloc::{allocations, Counting};
 use tickring_bench::hist::{self, Rounds};
 use tickring_bench::peers::{full_ring_wait, System};
@@ -53,8 +55,9 @@ static ALLOCATOR: Counting = Counting;
 #[repr(C)]
 struct Message {
     sequence: u64,
-    /// [`MARK_BEFORE`] on the last warm-up ping, [`MARK_AFTER`] on the
-    /// last measured one: when the child reads its counters.
+    /// [`MARK_BEFORE`] on the last warm-up ping of a block, [`MARK_AFTER`]
+    /// on its last measured one (when the child reads its counters),
+    /// [`MARK_PAUSE`] before a floor block.
     mark: u64,
     payload: [u64; 6],
 }
@@ -66,6 +69,9 @@ impl ShmEvent for Message {
 
 const MARK_BEFORE: u64 = 1;
 const MARK_AFTER: u64 = 2;
+/// The child echoes it, then waits sleeping (not spinning) until the next
+/// ping: the floor block between two measured blocks has both cores.
+const MARK_PAUSE: u64 = 3;
 /// Both rings' size: ping-pong's everywhere in the harness.
 const RING: usize = PING_PONG_RING;
 /// How long the parent waits for the child to start, and to finish.
@@ -79,7 +85,7 @@ USAGE: cargo run --release -p tickring-bench --bin ipc_pingpong -- [OPTIONS]
 
 OPTIONS:
     --quick            a smoke run of seconds (CI): 2 rounds of 20000 round trips
-    --rounds N         measured blocks, each beside a floor-ring block [5]
+    --rounds N         rounds, each a floor-ring block then a measured block [5]
     --samples N        round trips per block [200000]
     --waiting W        spin | yield: how both hot threads wait [spin with 2 cores]
     --out DIR          also write .hgrm files and an SVG percentile plot there
@@ -128,6 +134,11 @@ fn counters() -> Counters {
     ]
 }
 
+/// `a + b`, counter by counter.
+fn sum(a: Counters, b: Counters) -> Counters {
+    std::array::from_fn(|i| Some(a[i]? + b[i]?))
+}
+
 /// `after - before - overhead`, counter by counter.
 fn delta(before: Counters, after: Counters, overhead: Counters) -> Counters {
     std::array::from_fn(|i| Some(after[i]? - before[i]? - overhead[i].unwrap_or(0)))
@@ -173,7 +184,8 @@ fn child(ping_path: &Path, pong_path: &Path, core: Option<usize>, waiting: Waiti
             .map_err(shm_error("create pong"))?;
         pin(core);
         let overhead = overhead();
-        let (mut before, mut after) = ([None; 6], [None; 6]);
+        let (mut before, mut total): (Counters, Counters) = ([None; 6], [Some(0); 6]);
+        let paused = std::cell::Cell::new(false);
         let mut echo = |ping: &Message, _: i64, _: bool| {
             if ping.mark == MARK_BEFORE {
                 before = counters();
@@ -181,16 +193,26 @@ fn child(ping_path: &Path, pong_path: &Path, core: Option<usize>, waiting: Waiti
             pong.publish(|echo| *echo = *ping)
                 .expect("the pong ring is open");
             if ping.mark == MARK_AFTER {
-                after = counters();
+                total = sum(total, delta(before, counters(), overhead));
             }
+            paused.set(ping.mark == MARK_PAUSE);
         };
-        let ran = match waiting {
-            Waiting::Spin => pings.run(&mut echo, &BusySpin),
-            _ => pings.run(&mut echo, &Yielding::new()),
-        };
-        ran.map_err(|error| format!("echo: {error}"))?;
+        loop {
+            match pings.poll(&mut echo) {
+                Ok(ShmPollState::Handled(_)) => {}
+                Ok(ShmPollState::Idle) if paused.get() => {
+                    std::thread::sleep(Duration::from_micros(100));
+                }
+                Ok(ShmPollState::Idle) => match waiting {
+                    Waiting::Spin => std::hint::spin_loop(),
+                    _ => std::thread::yield_now(),
+                },
+                Ok(_) => break,
+                Err(error) => return Err(format!("echo: {error}")),
+            }
+        }
         pong.close();
-        Ok(delta(before, after, overhead))
+        Ok(total)
     };
     match run() {
         Ok(deltas) => {
@@ -280,9 +302,9 @@ fn receive(pongs: &mut ShmConsumer<Message>, waiting: Waiting) -> Result<Message
     echo.ok_or_else(|| "no echo".to_owned())
 }
 
-/// Starts the child, runs the warm-up and the measured blocks (one
-/// histogram each), stops it.
-type CrossProcess = (Vec<Histogram<u64>>, Measured);
+/// Starts the child, runs each round's floor block, warm-up and measured
+/// block (one histogram each), stops it.
+type CrossProcess = (Vec<Histogram<u64>>, Vec<Histogram<u64>>, Measured);
 
 fn cross_process(
     placement: &Placement,
@@ -358,6 +380,7 @@ fn cross_process(
     pin(placement.core(0));
     let overhead = overhead();
     let mut histograms: Vec<Histogram<u64>> = (0..rounds).map(|_| hist::new_histogram()).collect();
+    let mut floors = Vec::with_capacity(rounds);
     let warmup = (samples / 10).max(4 * RING as u64);
     let (mut sequence, mut wrong) = (0u64, 0u64);
     let mut round_trip = |mark: u64| -> Result<u64, String> {
@@ -370,19 +393,30 @@ fn cross_process(
         sequence += 1;
         Ok(one_way.max(1))
     };
-    for k in 0..warmup {
-        round_trip(if k + 1 == warmup { MARK_BEFORE } else { 0 })?;
-    }
-    let before = counters();
-    let allocations_before = allocations();
+    let (mut parent, mut allocations_measured) = ([Some(0); 6], 0);
+    // Each round: the floor block while the child sleeps, then a warm-up,
+    // then the measured block: paired in time, so a placement change
+    // between rounds moves both.
     for (round, histogram) in histograms.iter_mut().enumerate() {
+        round_trip(MARK_PAUSE)?;
+        eprintln!(
+            "[ipc_pingpong] round {}/{rounds}: floor ring, then the two processes",
+            round + 1
+        );
+        floors.push(floor_block(placement, samples)?);
+        for k in 0..warmup {
+            round_trip(if k + 1 == warmup { MARK_BEFORE } else { 0 })?;
+        }
+        let before = counters();
+        let allocations_before = allocations();
         for k in 0..samples {
-            let last = round + 1 == rounds && k + 1 == samples;
+            let last = k + 1 == samples;
             histogram.saturating_record(round_trip(if last { MARK_AFTER } else { 0 })?);
         }
+        allocations_measured += allocations() - allocations_before;
+        parent = sum(parent, delta(before, counters(), overhead));
     }
-    let allocations = allocations() - allocations_before;
-    let parent = delta(before, counters(), overhead);
+    let allocations = allocations_measured;
     ping.close(); // the child's run returns, it reports and exits
     let child = peer.finish(Instant::now() + DEADLINE)?;
     let measured = Measured {
@@ -391,7 +425,7 @@ fn cross_process(
         allocations,
         wrong,
     };
-    Ok((histograms, measured))
+    Ok((histograms, floors, measured))
 }
 
 fn write_files(out: &Path, series: &[(&str, &str, &[Histogram<u64>])]) -> Result<(), String> {
@@ -420,28 +454,19 @@ fn write_files(out: &Path, series: &[(&str, &str, &[Histogram<u64>])]) -> Result
     Ok(())
 }
 
-/// The floor ring's ping-pong (the harness's own) on the same cores, one
-/// block per round.
-fn floor(
-    placement: &Placement,
-    rounds: usize,
-    samples: u64,
-) -> Result<Vec<Histogram<u64>>, String> {
+/// One block of the floor ring's ping-pong (the harness's own) on the
+/// same cores.
+fn floor_block(placement: &Placement, samples: u64) -> Result<Histogram<u64>, String> {
     let plan = Plan {
         measured: samples,
         interval: None,
         waiting: placement.waiting(),
     };
-    (0..rounds)
-        .map(|round| {
-            eprintln!("[ipc_pingpong] floor ring, round {}/{rounds}", round + 1);
-            let block = scenarios::ping_pong(System::Floor, plan, placement)?;
-            match block.wrong {
-                0 => Ok(block.histogram),
-                wrong => Err(format!("the floor ring delivered {wrong} wrong messages")),
-            }
-        })
-        .collect()
+    let block = scenarios::ping_pong(System::Floor, plan, placement)?;
+    match block.wrong {
+        0 => Ok(block.histogram),
+        wrong => Err(format!("the floor ring delivered {wrong} wrong messages")),
+    }
 }
 
 /// Prints the percentile table, the ratio to the floor and the counters.
@@ -524,12 +549,7 @@ fn main() -> ExitCode {
     if placement.waiting() != Waiting::Spin {
         println!("WARNING: the hot threads yield: the figures measure the scheduler as much as the rings");
     }
-    // The floor first, while the cores are free; then the two processes.
-    let measured = floor(&placement, rounds, samples).and_then(|floor| {
-        eprintln!("[ipc_pingpong] two processes, {rounds} rounds");
-        Ok((floor, cross_process(&placement, rounds, samples)?))
-    });
-    let (floor, (shm, measured)) = match measured {
+    let (shm, floor, measured) = match cross_process(&placement, rounds, samples) {
         Ok(measured) => measured,
         Err(error) => {
             eprintln!("ipc_pingpong: {error}");
