@@ -19,7 +19,10 @@
 //!
 //! - **Plain-data events.** An event is [`ShmEvent`]: `bytemuck::Pod` (no
 //!   pointers, no padding, every bit pattern valid; checked at compile time
-//!   by the derive) plus a schema name and version that the ring's header
+//!   by the derive; bytemuck rather than zerocopy because `Pod` is the one
+//!   bound that says all of it, the crate is small and has no required
+//!   dependencies, and it is what most of the ecosystem's plain-data types
+//!   already derive) plus a schema name and version that the ring's header
 //!   records with the event's size and alignment. Opening a ring with
 //!   another event type, size, alignment, schema version or capacity is a
 //!   [`ShmError`], as is a truncated, zeroed or foreign file.
