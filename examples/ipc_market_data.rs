@@ -27,7 +27,9 @@ use std::process::{Child, Command, ExitCode, Output, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use tickring::shm::{ShmConsumer, ShmConsumerOptions, ShmEvent, ShmOptions, ShmProducer};
+use tickring::shm::{
+    monotonic_ns, ShmConsumer, ShmConsumerOptions, ShmEvent, ShmOptions, ShmProducer,
+};
 use tickring::{EventHandler, EventProducer, FullRingWait, Yielding};
 use tickring_bench::{args, hist, place::Waiting, units, Histogram, Rng};
 
@@ -59,18 +61,6 @@ const STRATEGIES: usize = 2;
 /// Quotes per second of the paced phase.
 const RATE: u64 = 100_000;
 
-/// Nanoseconds of `CLOCK_MONOTONIC`, comparable across processes.
-fn now_ns() -> u64 {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: writes the time into `now`, a valid `timespec` of ours;
-    // `CLOCK_MONOTONIC` always exists on Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
-    now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
-}
-
 /// One strategy process's state: its signal, checks and measurements.
 struct Strategy {
     kind: usize,
@@ -91,7 +81,7 @@ impl EventHandler<Quote> for Strategy {
             self.crossed += u64::from(quote.bid >= quote.ask);
         }
         self.out_of_order += u64::from(quote.sequence != sequence as u64); // both from 0
-        let now = now_ns();
+        let now = monotonic_ns();
         let latency = now.saturating_sub(quote.published_ns).max(1);
         self.latency[(quote.paced & 1) as usize].saturating_record(latency);
         if quote.paced == 0 {
@@ -144,7 +134,7 @@ fn next_quote(rng: &mut Rng, sequence: u64, paced: bool, quote: &mut Quote) {
     (quote.sequence, quote.instrument, quote.paced) = (sequence, instrument, u32::from(paced));
     (quote.bid, quote.ask) = (mid - half_spread, mid + half_spread);
     (quote.bid_size, quote.ask_size) = (rng.u32(1..500), rng.u32(1..500));
-    quote.published_ns = now_ns(); // last: as close to the publish as it gets
+    quote.published_ns = monotonic_ns(); // last: as close to the publish as it gets
 }
 
 /// Publishes flat out, waits for the strategies to drain, publishes paced.
@@ -159,9 +149,9 @@ fn feed(producer: &mut ShmProducer<Quote>, (flat, paced): (u64, u64)) -> Result<
     while producer.remaining_capacity() < producer.capacity() && Instant::now() < drained_by {
         sleep(Duration::from_micros(100));
     }
-    let (start, interval) = (now_ns(), 1_000_000_000 / RATE);
+    let (start, interval) = (monotonic_ns(), 1_000_000_000 / RATE);
     for k in 0..paced {
-        Waiting::Yield.until(|| (now_ns() >= start + k * interval).then_some(()));
+        Waiting::Yield.until(|| (monotonic_ns() >= start + k * interval).then_some(()));
         producer.publish(|quote| next_quote(&mut rng, flat + k, true, quote))?;
     }
     let rate = units::rate(RATE as f64);

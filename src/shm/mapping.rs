@@ -246,8 +246,14 @@ pub(crate) fn open(path: &Path, lock_memory: bool) -> Result<Mapping, ShmError> 
 }
 
 /// Nanoseconds of `CLOCK_MONOTONIC`: one clock for every process on the
-/// host, so heartbeats compare across processes.
-pub(crate) fn monotonic_ns() -> u64 {
+/// host, so its readings compare across processes. The heartbeats use it;
+/// so can events that carry their publish time to another process.
+///
+/// ```
+/// let before = tickring::shm::monotonic_ns();
+/// assert!(tickring::shm::monotonic_ns() >= before);
+/// ```
+pub fn monotonic_ns() -> u64 {
     let mut now = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,

@@ -124,4 +124,6 @@ pub use handles::{
     ShmProducer, ShmProducerReport,
 };
 pub use layout::{MAX_CONSUMERS, MAX_EVENT_SIZE, MAX_SCHEMA_NAME, MAX_SHM_CAPACITY};
+#[cfg(not(tickring_loom))]
+pub use mapping::monotonic_ns;
 pub use protocol::JoinAt;

@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tickring::shm::{ShmConsumer, ShmConsumerOptions, ShmEvent, ShmOptions, ShmProducer};
+use tickring::shm::{
+    monotonic_ns, ShmConsumer, ShmConsumerOptions, ShmEvent, ShmOptions, ShmProducer,
+};
 use tickring::{build_single_producer, BusySpin, EventProducer, FullRingWait};
 use tickring_bench::{args, stats, units};
 
@@ -74,17 +76,6 @@ struct Setup {
     ring: usize,
     producer_core: usize,
     consumer_core: usize,
-}
-
-/// `CLOCK_MONOTONIC` in ns: the same clock in both processes.
-fn now_ns() -> u64 {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `clock_gettime` writes the time into `now`, a valid timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
-    now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
 }
 
 /// Minor + major faults, and voluntary + involuntary context switches,
@@ -172,7 +163,7 @@ fn cross_process<E: Payload>(setup: Setup, size: usize) -> (f64, (i64, i64)) {
         assert!(Instant::now() < deadline, "the consumer did not join");
         std::thread::sleep(Duration::from_millis(1));
     }
-    let start = now_ns();
+    let start = monotonic_ns();
     for value in 0..setup.events {
         producer
             .publish(|event| *event = E::of(value))
@@ -213,7 +204,7 @@ fn consume<E: Payload>(path: &str, setup: Setup) {
         }
         sum = sum.wrapping_add(event.value());
         if sequence as u64 == last {
-            end = now_ns();
+            end = monotonic_ns();
         }
     };
     let handled = consumer.run(&mut handler, &BusySpin).expect("consume");
