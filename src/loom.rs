@@ -9,6 +9,8 @@ mod imp {
         pub(crate) use std::sync::{mpsc, Condvar, Mutex};
 
         pub(crate) mod atomic {
+            // `AtomicU64` serves the shared-memory ring (feature `shm`).
+            #[allow(unused_imports)]
             pub(crate) use std::sync::atomic::{
                 fence, AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering,
             };
@@ -53,6 +55,7 @@ mod imp {
         pub(crate) use loom::sync::{mpsc, Condvar, Mutex};
 
         pub(crate) mod atomic {
+            #[allow(unused_imports)]
             pub(crate) use loom::sync::atomic::{
                 fence, AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering,
             };
