@@ -41,6 +41,62 @@ use tickring::{EventHandler, EventProducer};
 
 pub use rusteron_client;
 
+/// Errors the Aeron client reported (to its error handler), counted and
+/// the last one kept. The C client's default handler prints and *exits the
+/// process* (on a media driver that went away, for one); [`connect`]
+/// installs this one instead, so such an error is a value to look at.
+#[derive(Debug, Default)]
+pub struct ClientErrors {
+    count: AtomicU64,
+    last: std::sync::Mutex<Option<(i32, String)>>,
+}
+
+impl ClientErrors {
+    /// How many errors the client reported.
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Acquire)
+    }
+
+    /// The last one: Aeron's code and message.
+    pub fn last(&self) -> Option<(i32, String)> {
+        self.last
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+}
+
+/// Connects an Aeron client to the media driver in `dir`, with an error
+/// handler that records errors in the returned [`ClientErrors`] instead of
+/// exiting the process, and `driver_timeout` (how long the driver may be
+/// silent before the client closes and reports it).
+///
+/// # Errors
+///
+/// The client could not be created or started (no driver in `dir`, for
+/// one).
+pub fn connect(
+    dir: &str,
+    driver_timeout: Duration,
+) -> Result<(rusteron_client::Aeron, Arc<ClientErrors>), rusteron_client::AeronCError> {
+    use rusteron_client::{cformat, Aeron, AeronContext};
+    let errors = Arc::new(ClientErrors::default());
+    let context = AeronContext::new()?;
+    context.set_dir(&cformat!("{dir}"))?;
+    context.set_driver_timeout_ms(u64::try_from(driver_timeout.as_millis()).unwrap_or(u64::MAX))?;
+    let recorder = Arc::clone(&errors);
+    context.set_error_handler(Some(move |code: i32, message: &str| {
+        recorder.count.fetch_add(1, Ordering::AcqRel);
+        *recorder
+            .last
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some((code, message.to_owned()));
+    }))?;
+    let aeron = Aeron::new(&context)?;
+    aeron.start()?;
+    Ok((aeron, errors))
+}
+
 /// Bytes of the frame header: the stream sequence.
 pub const HEADER_LEN: usize = 8;
 

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use rusteron_client::{cformat, Aeron, AeronContext, AeronPublication, AeronSubscription};
+use rusteron_client::{cformat, Aeron, AeronPublication, AeronSubscription};
 use rusteron_media_driver::testing::EmbeddedDriver;
 use tickring::{build_single_producer, EventProducer, Producer, Yielding};
 use tickring_aeron::{
@@ -41,11 +41,9 @@ fn serial() -> MutexGuard<'static, ()> {
 }
 
 fn client(driver: &EmbeddedDriver) -> Aeron {
-    let context = AeronContext::new().expect("context");
-    context.set_dir(&cformat!("{}", driver.dir())).expect("dir");
-    let aeron = Aeron::new(&context).expect("client");
-    aeron.start().expect("start the client");
-    aeron
+    tickring_aeron::connect(driver.dir(), Duration::from_secs(10))
+        .expect("client")
+        .0
 }
 
 fn publication(aeron: &Aeron, channel: &str) -> AeronPublication {
@@ -370,4 +368,144 @@ fn back_pressure_wait_loses_nothing_and_drop_counts_every_loss() {
             }
         }
     }
+}
+
+/// The role a re-executed test binary plays: a subscriber process that
+/// polls until it is killed.
+const ROLE: &str = "TICKRING_AERON_TEST_SUBSCRIBER";
+
+fn subscriber_process(dir: &str, channel: &str) -> ! {
+    let (aeron, _errors) = tickring_aeron::connect(dir, Duration::from_secs(10)).expect("client");
+    let subscription = subscription(&aeron, channel);
+    println!("subscribed");
+    loop {
+        let _ = subscription.poll_fn(|_, _| {}, 64);
+        std::thread::yield_now();
+    }
+}
+
+/// A subscriber process killed with SIGKILL mid-stream: the publishing
+/// side keeps going (nothing hangs, every event is sent or counted), and
+/// the driver drops the dead subscriber once its liveness times out.
+#[test]
+fn the_publication_side_survives_a_subscriber_killed_with_sigkill() {
+    if let Ok(spec) = std::env::var(ROLE) {
+        let (dir, channel) = spec.split_once('|').expect("dir|channel");
+        subscriber_process(dir, channel);
+    }
+    let _serial = serial();
+    let driver = EmbeddedDriver::launch_with(|context| {
+        context.set_client_liveness_timeout_ns(2_000_000_000)?;
+        context.set_image_liveness_timeout_ns(2_000_000_000)?;
+        Ok(())
+    })
+    .expect("media driver");
+    let channel = "aeron:ipc?term-length=65536";
+    let child = std::process::Command::new(std::env::current_exe().expect("own path"))
+        .args([
+            "--exact",
+            "the_publication_side_survives_a_subscriber_killed_with_sigkill",
+            "--nocapture",
+        ])
+        .env(ROLE, format!("{}|{channel}", driver.dir()))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("start the subscriber process");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child_guard = Kill(child);
+    let aeron = client(&driver);
+    let publication = publication(&aeron, channel);
+    wait_until("the subscriber process to connect", || {
+        publication.is_connected()
+    });
+    let watch = publication.clone();
+    let sink = AeronSink::new(publication, PodCodec, BackPressure::Drop, 64);
+    let counters = sink.counters();
+    let mut producer = build_single_producer(4096, Quote::default, Yielding::new())
+        .handle_events_with_handler(sink)
+        .build()
+        .expect("sending pipeline");
+    let events = 50_000;
+    for sequence in 0..events {
+        if sequence == 5_000 {
+            child_guard.0.kill().expect("SIGKILL the subscriber"); // by its pid
+            child_guard.0.wait().expect("reap it");
+        }
+        producer
+            .publish(|quote| *quote = Quote::of(sequence))
+            .expect("publish");
+        if sequence < 5_000 {
+            // Paced while the subscriber lives, so it keeps up.
+            std::thread::sleep(Duration::from_micros(20));
+        }
+    }
+    let _ = producer.shutdown();
+    let sent = counters.snapshot();
+    assert_eq!(sent.sent + sent.dropped, events, "{sent:?}");
+    assert!(
+        sent.sent >= 1_000,
+        "the live subscriber took little: {sent:?}"
+    );
+    assert!(sent.dropped > 0, "nothing dropped after the kill: {sent:?}");
+    wait_until("the driver to drop the dead subscriber", || {
+        !watch.is_connected()
+    });
+}
+
+/// The media driver goes away while a sink sends and a source polls: the
+/// sink counts what it could not deliver and returns, nothing hangs.
+#[test]
+fn a_media_driver_that_goes_away_is_counted_not_a_hang() {
+    let _serial = serial();
+    let mut driver = Some(EmbeddedDriver::launch().expect("media driver"));
+    let dir = driver.as_ref().expect("running").dir().to_owned();
+    let (aeron, errors) = tickring_aeron::connect(&dir, Duration::from_secs(1)).expect("client");
+    let channel = "aeron:ipc";
+    let seen = Arc::new(Seen::default());
+    let source = AeronSource::spawn(
+        subscription(&aeron, channel),
+        receiving_ring(&seen, None),
+        PodCodec,
+        SourceOptions::default(),
+    )
+    .expect("source");
+    let publication = publication(&aeron, channel);
+    wait_until("the subscriber to connect", || publication.is_connected());
+    let sink = AeronSink::new(
+        publication,
+        PodCodec,
+        BackPressure::Wait(Duration::from_millis(20)),
+        64,
+    );
+    let counters = sink.counters();
+    let mut producer = build_single_producer(4096, Quote::default, Yielding::new())
+        .handle_events_with_handler(sink)
+        .build()
+        .expect("sending pipeline");
+    let events = 2_000;
+    for sequence in 0..events {
+        if sequence == 1_000 {
+            driver.take().expect("running").stop();
+        }
+        producer
+            .publish(|quote| *quote = Quote::of(sequence))
+            .expect("publish");
+        std::thread::sleep(Duration::from_micros(500));
+    }
+    let _ = producer.shutdown();
+    let sent = counters.snapshot();
+    assert_eq!(sent.sent + sent.dropped, events, "{sent:?}");
+    assert!(sent.dropped > 0, "the driver went away: {sent:?}");
+    let (_, received) = source.stop();
+    assert!(received.published <= sent.sent);
+    wait_until("the client to report the driver gone", || {
+        errors.count() > 0
+    });
+    assert!(errors.last().is_some());
 }
