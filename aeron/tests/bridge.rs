@@ -191,43 +191,28 @@ fn assert_every_event(
     }
 }
 
+/// Every event sent over `channel` reaches each of `receivers` rings, in
+/// order and whole.
+fn every_event_arrives(channel: &str, events: u64, receivers: usize) {
+    let _serial = serial();
+    let policy = BackPressure::Wait(Duration::from_secs(10));
+    let (sent, results) = round_trip(channel, events, receivers, policy);
+    assert_every_event(events, sent, &results);
+}
+
 #[test]
 fn a_million_events_over_ipc_in_order() {
-    let _serial = serial();
-    let events = 1_000_000;
-    let (sent, results) = round_trip(
-        "aeron:ipc",
-        events,
-        1,
-        BackPressure::Wait(Duration::from_secs(10)),
-    );
-    assert_every_event(events, sent, &results);
+    every_event_arrives("aeron:ipc", 1_000_000, 1);
 }
 
 #[test]
 fn a_million_events_over_udp_loopback_in_order() {
-    let _serial = serial();
-    let events = 1_000_000;
-    let (sent, results) = round_trip(
-        "aeron:udp?endpoint=127.0.0.1:24325",
-        events,
-        1,
-        BackPressure::Wait(Duration::from_secs(10)),
-    );
-    assert_every_event(events, sent, &results);
+    every_event_arrives("aeron:udp?endpoint=127.0.0.1:24325", 1_000_000, 1);
 }
 
 #[test]
 fn two_subscribers_each_see_every_event() {
-    let _serial = serial();
-    let events = 200_000;
-    let (sent, results) = round_trip(
-        "aeron:udp?endpoint=127.0.0.1:24326",
-        events,
-        2,
-        BackPressure::Wait(Duration::from_secs(10)),
-    );
-    assert_every_event(events, sent, &results);
+    every_event_arrives("aeron:udp?endpoint=127.0.0.1:24326", 200_000, 2);
 }
 
 /// Sends quotes `0..events` through a sink on `publication` with `policy`;
