@@ -142,20 +142,7 @@ fn round_trip(
     }
     let publication = publication(&aeron, channel);
     wait_until("the subscribers to connect", || publication.is_connected());
-    let sink = AeronSink::new(publication, PodCodec, policy, 64);
-    let counters = sink.counters();
-    let mut producer = build_single_producer(4096, Quote::default, Yielding::new())
-        .handle_events_with_handler(sink)
-        .build()
-        .expect("sending pipeline");
-    for sequence in 0..events {
-        producer
-            .publish(|quote| *quote = Quote::of(sequence))
-            .expect("publish");
-    }
-    let report = producer.shutdown(); // drains: every event offered or counted
-    assert_eq!(report.handlers[0].events_handled, events);
-    let sent = counters.snapshot();
+    let sent = send(publication, policy, events);
     for seen in &seens {
         wait_until("the receivers to see what was sent", || {
             seen.count.load(Ordering::Relaxed) >= sent.sent
@@ -229,7 +216,8 @@ fn send(publication: AeronPublication, policy: BackPressure, events: u64) -> Sin
             .publish(|quote| *quote = Quote::of(sequence))
             .expect("publish");
     }
-    let _ = producer.shutdown();
+    let report = producer.shutdown(); // drains: every event offered or counted
+    assert_eq!(report.handlers[0].events_handled, events);
     counters.snapshot()
 }
 
