@@ -24,7 +24,6 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::barrier::{Batch, SequenceBarrier, WaitOutcome};
-use crate::processor::run_batch;
 use crate::sequence::Sequence;
 use crate::shared::Shared;
 use crate::wait::WaitStrategy;
@@ -138,6 +137,12 @@ impl<E, W: WaitStrategy> EventPoller<E, W> {
 }
 
 impl PollerCore {
+    /// Hands out events one at a time, looking one event ahead of the one
+    /// it hands out (for `end_of_batch`) instead of scanning the whole batch
+    /// first: a caller that takes one event per poll pays for two stamp
+    /// loads, not for `max_batch_size` of them (a stamp per slot, so a
+    /// cache line each). A caller that takes everything still gets up to
+    /// `max_batch_size` events per poll.
     #[inline]
     fn poll<E, W, F>(&mut self, shared: &Shared<E, W>, mut handler: F) -> PollState
     where
@@ -147,32 +152,40 @@ impl PollerCore {
         let ring = &shared.ring;
         let next = self.next;
         let limit = next + self.max_batch_size - 1;
-        if let Some(Batch { readable, .. }) = self.barrier.try_batch(ring, next, limit) {
-            let mut release = Release {
-                core: self,
-                wait: &shared.wait,
-                stopped_at: next,
-            };
+        let slots = ring.slots();
+        let mut release = Release {
+            core: self,
+            wait: &shared.wait,
+            stopped_at: next,
+        };
+        // Nothing handed out when the pipeline halted before the first event.
+        if !ring.state.is_halted() {
+            let mut at = next;
+            while let Some(Batch { readable, .. }) =
+                release
+                    .core
+                    .barrier
+                    .try_batch(ring, at, (at + 1).min(limit))
             {
-                // Moved in: the range ends here, before `release` drops
-                // (also while a panic unwinds).
-                let mut readable = readable;
-                run_batch(
-                    ring,
-                    &mut readable,
-                    &mut release.stopped_at,
-                    // A poller runs beside the pipeline's threads, any of
-                    // which may halt it.
-                    true,
-                    |slots, readable, sequence, end| {
-                        handler(slots.read(readable, sequence), sequence, end)
-                    },
-                );
+                // `readable` ends at `at` when nothing is published past it
+                // (or `at` is the limit): the end of this poll's batch.
+                let end_of_batch = readable.last() == at;
+                let keep_going = handler(slots.read(&readable, at), at, end_of_batch);
+                // Past the event only once the handler returned: after a
+                // panic, the event comes again on the next poll.
+                at += 1;
+                release.stopped_at = at;
+                // The batch ends where the look-ahead found nothing (or the
+                // limit), even if more is published by now.
+                if !keep_going || end_of_batch || ring.state.is_halted() {
+                    break;
+                }
             }
-            if release.stopped_at > next {
-                return PollState::Processing;
-            }
-            // Nothing handed out: the pipeline halted before the first event.
+        }
+        let handed_out = release.stopped_at > next;
+        drop(release);
+        if handed_out {
+            return PollState::Processing;
         }
         match self.barrier.end_of_stream(ring, next) {
             Some(WaitOutcome::Halted) => {
