@@ -34,7 +34,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use tickring::FullRingWait;
 use tickring_bench::peers::System;
 use tickring_bench::place::{Placement, Waiting};
-use tickring_bench::scenarios::{self, Contender, Rig, Shape, TickOptions};
+use tickring_bench::scenarios::{self, Contender, Event, Rig, Shape, TickOptions};
 use tickring_bench::stats;
 
 /// Rounds of the paired table, and events per measured sample.
@@ -83,7 +83,8 @@ fn shapes(c: &mut Criterion) {
         let mut group = c.benchmark_group(shape.name());
         group.throughput(Throughput::Elements(1));
         for (name, system, options) in contenders(shape, &placement) {
-            let mut rig = Rig::new(system, shape, &placement, options).expect("a supported shape");
+            let mut rig =
+                Rig::new::<Event>(system, shape, &placement, options).expect("a supported shape");
             group.bench_function(format!("{name}/{waiting}"), |bencher| {
                 bencher.iter_custom(|events| rig.run(events))
             });
@@ -102,8 +103,14 @@ fn paired_rounds(_: &mut Criterion) {
     for shape in Shape::ALL {
         let placement = Placement::for_threads(shape.threads());
         let contenders = contenders(shape, &placement);
-        let rates =
-            scenarios::paired_throughput(shape, &placement, &contenders, ROUNDS, ROUND_EVENTS);
+        let rates = scenarios::paired_throughput::<Event>(
+            shape,
+            &placement,
+            &contenders,
+            ROUNDS,
+            ROUND_EVENTS,
+        )
+        .rates;
         let names: Vec<&str> = contenders.iter().map(|(name, ..)| name.as_str()).collect();
         let floor = contenders
             .iter()
