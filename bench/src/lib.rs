@@ -10,6 +10,7 @@
 //! | [`place`] | which cores threads are pinned to, and how they wait |
 //! | [`stats`] | medians, paired ratios, rotated rounds |
 //! | [`hist`] | HdrHistograms: percentile tables, `.hgrm` files, SVG plots |
+//! | [`events`] | the throughput shapes' events: 8, 32 and 64 bytes |
 //! | [`peers`] | tickring, the `disruptor` crate, crossbeam-channel, rtrb and the floor ring behind one set of traits |
 //! | [`scenarios`] | ping-pong, the paced pipeline and the throughput shapes, for every system |
 //!
@@ -19,6 +20,7 @@
 
 pub mod alloc;
 pub mod args;
+pub mod events;
 pub mod hist;
 pub mod peers;
 pub mod place;
@@ -28,3 +30,8 @@ pub mod units;
 
 pub use fastrand::Rng;
 pub use hdrhistogram::Histogram;
+
+// The unit tests check that tickring's rigs do not allocate while measured.
+#[cfg(test)]
+#[global_allocator]
+static ALLOCATOR: alloc::Counting = alloc::Counting;

@@ -86,6 +86,33 @@ pub fn print_rates(
     }
 }
 
+/// The cache-line floor (one way, ns) below which the two vCPUs count as
+/// *near*: on the build machine the floor sits at ~35-80 ns in one
+/// placement and ~190-220 ns in the other (BENCHMARKS.md, Machine), so 100
+/// ns separates the two with room on either side.
+pub const NEAR_FLOOR_NS: f64 = 100.0;
+
+/// The placement word for a floor measured before and after a run: `near`
+/// or `far` by the mean, with `moved` added when the two disagree.
+pub fn placement_word(before_ns: f64, after_ns: f64) -> &'static str {
+    let near = |floor: f64| floor < NEAR_FLOOR_NS;
+    match (near(before_ns), near(after_ns)) {
+        (true, true) => "near",
+        (false, false) => "far",
+        _ if near((before_ns + after_ns) / 2.0) => "near, moved",
+        _ => "far, moved",
+    }
+}
+
+/// A target of the form "`ratio` ≥ `target`", judged on a paired median.
+pub fn verdict(ratio: f64, target: f64) -> &'static str {
+    if ratio >= target {
+        "met"
+    } else {
+        "not met"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,5 +125,15 @@ mod tests {
         assert_eq!(paired_ratio(&[2.0, 9.0, 4.0], &[1.0, 3.0, 4.0]), 2.0);
         let order = rounds(2, 3, |_, _| {}, |round, system| (round, system));
         assert_eq!(order[1], vec![(0, 1), (1, 1)]);
+    }
+
+    #[test]
+    fn placements_and_verdicts() {
+        assert_eq!(placement_word(40.0, 70.0), "near");
+        assert_eq!(placement_word(200.0, 150.0), "far");
+        assert_eq!(placement_word(40.0, 120.0), "near, moved");
+        assert_eq!(placement_word(90.0, 220.0), "far, moved");
+        assert_eq!((verdict(1.2, 1.2), verdict(1.19, 1.2)), ("met", "not met"));
+        assert_eq!(verdict(f64::NAN, 1.2), "not met");
     }
 }

@@ -31,7 +31,7 @@ use tickring::FullRingWait;
 use tickring_bench::hist::{self, Rounds};
 use tickring_bench::peers::System;
 use tickring_bench::place::{Placement, Waiting};
-use tickring_bench::scenarios::{self, Contender, Plan, Shape, TickOptions};
+use tickring_bench::scenarios::{self, Contender, Event, Plan, Shape, TickOptions};
 use tickring_bench::{args, stats, units};
 
 const USAGE: &str = "\
@@ -141,8 +141,14 @@ fn throughput(placement: &Placement, rounds: usize, events: u64) {
         ("rtrb".into(), System::Rtrb, spin_if_full),
         ("floor ring".into(), System::Floor, spin_if_full),
     ];
-    let rates =
-        scenarios::paired_throughput(Shape::Unicast, placement, &contenders, rounds, events);
+    let rates = scenarios::paired_throughput::<Event>(
+        Shape::Unicast,
+        placement,
+        &contenders,
+        rounds,
+        events,
+    )
+    .rates;
     let names: Vec<&str> = contenders.iter().map(|(name, ..)| name.as_str()).collect();
     let title = format!(
         "1P-1C throughput, {} events per sample (median over {rounds} rounds)",

@@ -69,6 +69,18 @@ pub enum Recv<T> {
 pub trait Tx<T>: Send + 'static {
     /// Sends `value`, or hands it back when there is no room.
     fn try_send(&mut self, value: T) -> Result<(), T>;
+
+    /// Sends every value of `values`, waiting for room as `waiting` says:
+    /// in one claim where the queue has one (rtrb's `write_chunk_uninit`),
+    /// else one by one.
+    #[inline]
+    fn send_chunk(&mut self, values: &[T], waiting: Waiting)
+    where
+        Self: Sized,
+        T: Copy,
+    {
+        values.iter().for_each(|value| send(self, *value, waiting));
+    }
 }
 
 /// The receiving end of a queue, polled without blocking.
@@ -167,6 +179,15 @@ impl<T: Message> Tx<T> for rtrb::Producer<T> {
     fn try_send(&mut self, value: T) -> Result<(), T> {
         self.push(value)
             .map_err(|rtrb::PushError::Full(value)| value)
+    }
+
+    /// rtrb's canonical batch: one `write_chunk_uninit` of every value.
+    #[inline]
+    fn send_chunk(&mut self, values: &[T], waiting: Waiting) {
+        waiting.until(|| (self.slots() >= values.len()).then_some(()));
+        self.write_chunk_uninit(values.len())
+            .expect("the slots are free")
+            .fill_from_iter(values.iter().copied());
     }
 }
 
