@@ -42,62 +42,15 @@ impl Pair {
     }
 }
 
-/// A 64-byte model event: the ring keeps its stamps in an array of their
-/// own (the split layout, `ring_buffer.rs`), so the models below run both
-/// layouts.
-#[derive(Debug, Default, Clone, Copy)]
-struct WidePair {
-    pair: Pair,
-    _market_data: [i64; 6],
-}
-
-/// What the layout-generic models need of an event.
-trait ModelEvent: Default + Copy + Send + Sync + 'static {
-    fn of(value: i64) -> Self;
-    fn pair(&self) -> Pair;
-}
-
-impl ModelEvent for Pair {
-    fn of(value: i64) -> Self {
-        Pair::of(value)
-    }
-    fn pair(&self) -> Pair {
-        *self
-    }
-}
-
-impl ModelEvent for WidePair {
-    fn of(value: i64) -> Self {
-        Self {
-            pair: Pair::of(value),
-            _market_data: [value; 6],
-        }
-    }
-    fn pair(&self) -> Pair {
-        self.pair
-    }
-}
-
 /// Single producer, ring of 2, three events (one wrap-around): the handler
 /// sees every event once, in order, whole; the producer never writes a slot
 /// the handler still reads (loom's `UnsafeCell` tracking would flag it).
 #[test]
 fn single_producer_wraps_without_overwriting() {
-    single_producer_wraps::<Pair>();
-}
-
-/// As above, in the split layout.
-#[test]
-fn single_producer_wraps_without_overwriting_split() {
-    single_producer_wraps::<WidePair>();
-}
-
-fn single_producer_wraps<E: ModelEvent>() {
     model(|| {
         let mut next_expected = 0;
-        let mut producer = build_single_producer(2, E::default, BusySpin)
-            .handle_events_with(move |event: &E, sequence, _| {
-                let event = event.pair();
+        let mut producer = build_single_producer(2, Pair::default, BusySpin)
+            .handle_events_with(move |event: &Pair, sequence, _| {
                 assert_eq!(sequence, next_expected);
                 assert_eq!(event.value, sequence);
                 assert_eq!(event.check, sequence * 7 + 1);
@@ -106,7 +59,7 @@ fn single_producer_wraps<E: ModelEvent>() {
             .build()
             .expect("valid pipeline");
         for value in 0..3 {
-            producer.publish(|event| *event = E::of(value)).unwrap();
+            producer.publish(|event| *event = Pair::of(value)).unwrap();
         }
         let report = producer.shutdown();
         assert_eq!(report.handlers[0].events_handled, 3);
@@ -117,23 +70,12 @@ fn single_producer_wraps<E: ModelEvent>() {
 /// each event is seen once, and each producer's events keep their order.
 #[test]
 fn two_producers_one_handler() {
-    two_producers::<Pair>();
-}
-
-/// As above, in the split layout.
-#[test]
-fn two_producers_one_handler_split() {
-    two_producers::<WidePair>();
-}
-
-fn two_producers<E: ModelEvent>() {
     model(|| {
         let seen = Arc::new(StdAtomicI64::new(0));
         let mut last_per_producer = [-1i64; 2];
         let handler_seen = Arc::clone(&seen);
-        let mut producer = build_multi_producer(2, E::default, Yielding::new())
-            .handle_events_with(move |event: &E, _, _| {
-                let event = event.pair();
+        let mut producer = build_multi_producer(2, Pair::default, Yielding::new())
+            .handle_events_with(move |event: &Pair, _, _| {
                 assert_eq!(event.check, event.value * 7 + 1, "torn or stale event");
                 let (producer_id, counter) = ((event.value / 10) as usize, event.value % 10);
                 assert!(counter > last_per_producer[producer_id], "out of order");
@@ -146,11 +88,11 @@ fn two_producers<E: ModelEvent>() {
         let other = loom::thread::spawn(move || {
             for counter in 0..2 {
                 second
-                    .publish(|event| *event = E::of(10 + counter))
+                    .publish(|event| *event = Pair::of(10 + counter))
                     .unwrap();
             }
         });
-        producer.publish(|event| *event = E::of(0)).unwrap();
+        producer.publish(|event| *event = Pair::of(0)).unwrap();
         other.join().unwrap();
         let report = producer.shutdown().expect("last handle");
         assert_eq!(report.handlers[0].events_handled, 3);

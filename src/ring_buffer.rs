@@ -7,16 +7,6 @@
 //! cache-line transfer instead of two (cursor line, then slot line). Both
 //! sequencers publish the same way: a release store of the stamp.
 //!
-//! # Two layouts, chosen by the event's size
-//!
-//! *Stamped* (the default): stamp and event share a slot aligned to 64
-//! bytes. Where the stamp's 8 bytes would push the slot onto one more cache
-//! line than the event alone needs (a 64-byte event would take 128 bytes,
-//! two lines per event), the ring is *split* instead: each event takes the
-//! lines it needs (aligned to 64 bytes) and the stamps live in an array of
-//! their own, eight to a line. [`RingBuffer::SPLIT`] says which; it is a
-//! constant of the event type, so every access compiles to one layout.
-//!
 //! Stamps start at `-1`; slot `i` receives sequences `i`, `i + size`, `i + 2 *
 //! size`, ... so a stamp equal to `s` means "event `s` is published" without
 //! ambiguity.
@@ -53,8 +43,7 @@ use crate::run_state::RunState;
 /// bytes a slot or more, would exceed any machine's long before).
 pub const MAX_RING_SIZE: usize = 1 << 40;
 
-/// One slot of the stamped layout: the publication stamp, then the event,
-/// on cache lines of their own.
+/// One slot: the publication stamp, then the event, on a cache line of its own.
 #[repr(C, align(64))]
 struct Slot<E> {
     /// The sequence last published into this slot (`-1`: never).
@@ -62,36 +51,10 @@ struct Slot<E> {
     event: UnsafeCell<E>,
 }
 
-/// One event of the split layout, on cache lines of its own.
-#[repr(C, align(64))]
-struct Bare<E> {
-    event: UnsafeCell<E>,
-}
-
-/// Eight stamps of the split layout: the stamp of slot `i` is word `i % 8`
-/// of line `i / 8`.
-#[repr(C, align(64))]
-struct StampLine([AtomicI64; STAMPS_PER_LINE]);
-
-const STAMPS_PER_LINE: usize = 8;
-
-/// Whether the split layout saves a cache line per slot for events of type
-/// `E` (see the module docs). `--cfg tickring_stamped_layout` keeps every
-/// event type stamped: it exists to measure one layout against the other.
-const fn split_pays<E>() -> bool {
-    !cfg!(tickring_stamped_layout)
-        && std::mem::size_of::<Slot<E>>() > std::mem::size_of::<Bare<E>>()
-}
-
 /// The ring of pre-allocated events, and the pipeline's run state beside the
 /// slots pointer and mask (the line every publish and batch reads anyway).
-/// Of the three arrays, the layout not chosen leaves its own empty.
 pub(crate) struct RingBuffer<E> {
-    /// Stamped layout: stamp and event per slot.
     slots: Box<[Slot<E>]>,
-    /// Split layout: the events and the stamps.
-    events: Box<[Bare<E>]>,
-    stamps: Box<[StampLine]>,
     /// `size - 1`; the slot of sequence `s` is `s & mask`.
     mask: i64,
     /// The one halt flag and the shutdown point.
@@ -193,42 +156,24 @@ impl SoleWriter {
 }
 
 impl<E> RingBuffer<E> {
-    /// Whether this event type gets the split layout (module docs).
-    pub(crate) const SPLIT: bool = split_pays::<E>();
-
     /// Allocates `size` slots, each filled by `factory`, so every page the
     /// ring uses is touched before the first event travels.
     pub(crate) fn new(size: usize, factory: &mut dyn FnMut() -> E) -> Result<Self, BuildError> {
         if size == 0 || !size.is_power_of_two() || size > MAX_RING_SIZE {
             return Err(BuildError::InvalidRingSize { size });
         }
-        let too_large = |_| BuildError::InvalidRingSize { size };
-        let (mut slots, mut events, mut stamps) = (Vec::new(), Vec::new(), Vec::new());
-        if Self::SPLIT {
-            events.try_reserve_exact(size).map_err(too_large)?;
-            let lines = size.div_ceil(STAMPS_PER_LINE);
-            stamps.try_reserve_exact(lines).map_err(too_large)?;
-            for _ in 0..size {
-                events.push(Bare {
-                    event: UnsafeCell::new(factory()),
-                });
-            }
-            for _ in 0..lines {
-                stamps.push(StampLine(std::array::from_fn(|_| AtomicI64::new(-1))));
-            }
-        } else {
-            slots.try_reserve_exact(size).map_err(too_large)?;
-            for _ in 0..size {
-                slots.push(Slot {
-                    stamp: AtomicI64::new(-1),
-                    event: UnsafeCell::new(factory()),
-                });
-            }
+        let mut slots = Vec::new();
+        slots
+            .try_reserve_exact(size)
+            .map_err(|_| BuildError::InvalidRingSize { size })?;
+        for _ in 0..size {
+            slots.push(Slot {
+                stamp: AtomicI64::new(-1),
+                event: UnsafeCell::new(factory()),
+            });
         }
         Ok(Self {
             slots: slots.into_boxed_slice(),
-            events: events.into_boxed_slice(),
-            stamps: stamps.into_boxed_slice(),
             mask: size as i64 - 1,
             state: RunState::new(),
         })
@@ -241,8 +186,11 @@ impl<E> RingBuffer<E> {
     }
 
     #[inline]
-    fn stamp(&self, sequence: i64) -> &AtomicI64 {
-        self.slots().stamp(sequence)
+    fn slot(&self, sequence: i64) -> &Slot<E> {
+        let index = (sequence & self.mask) as usize;
+        debug_assert!(index < self.slots.len());
+        // SAFETY: `index` is masked to `size - 1`, and `slots.len() == size`.
+        unsafe { self.slots.get_unchecked(index) }
     }
 
     /// Whether event `sequence` has been published.
@@ -250,21 +198,23 @@ impl<E> RingBuffer<E> {
     pub(crate) fn is_published(&self, sequence: i64) -> bool {
         // Acquire: pairs with the producer's release in `publish`, so the
         // event's fields are visible once the stamp is.
-        self.stamp(sequence).load(Ordering::Acquire) == sequence
+        self.slot(sequence).stamp.load(Ordering::Acquire) == sequence
     }
 
     /// The highest sequence `h` in `next..=limit` such that every event in
     /// `next..=h` is published; `next - 1` when `next` is not.
     #[inline]
     pub(crate) fn available_up_to(&self, next: i64, limit: i64) -> i64 {
-        // The arrays and mask in locals: the acquire loads below would
+        // The slice and mask in locals: the acquire loads below would
         // otherwise make the compiler reload them from `self` per stamp.
-        let slots = self.slots();
+        let (slots, mask) = (&*self.slots, self.mask);
         let mut highest = next - 1;
         while highest < limit {
             let candidate = highest + 1;
+            // SAFETY: masked to `size - 1`, and `slots.len() == size`.
+            let slot = unsafe { slots.get_unchecked((candidate & mask) as usize) };
             // Acquire: as in `is_published`.
-            if slots.stamp(candidate).load(Ordering::Acquire) != candidate {
+            if slot.stamp.load(Ordering::Acquire) != candidate {
                 break;
             }
             highest = candidate;
@@ -282,8 +232,8 @@ impl<E> RingBuffer<E> {
     ) -> R {
         let sequence = claim.next;
         assert!(sequence <= claim.last, "a claim is published once");
-        let slots = self.slots();
-        let result = slots.event(sequence).with_mut(|event| {
+        let slot = self.slot(sequence);
+        let result = slot.event.with_mut(|event| {
             // SAFETY: invariant 1, vouched for by the `Claim` (made only by a
             // sequencer after its room check): no handler reads this slot
             // (all have passed `sequence - size`, none may reach `sequence`
@@ -292,7 +242,7 @@ impl<E> RingBuffer<E> {
         });
         // Release: the event's writes happen-before any reader that sees this
         // stamp (acquire in `is_published` / `available_up_to`).
-        slots.stamp(sequence).store(sequence, Ordering::Release);
+        slot.stamp.store(sequence, Ordering::Release);
         claim.next = sequence + 1;
         result
     }
@@ -304,14 +254,14 @@ impl<E> RingBuffer<E> {
     pub(crate) fn write_and_publish_one(&self, claim: Claim, fill: impl FnOnce(&mut E)) -> i64 {
         let sequence = claim.next;
         assert!(sequence == claim.last, "a claim of one event");
-        let slots = self.slots();
-        slots.event(sequence).with_mut(|event| {
+        let slot = self.slot(sequence);
+        slot.event.with_mut(|event| {
             // SAFETY: invariant 1, vouched for by the `Claim`: as in
             // `write_and_publish`.
             fill(unsafe { &mut *event })
         });
         // Release: as in `write_and_publish`.
-        slots.stamp(sequence).store(sequence, Ordering::Release);
+        slot.stamp.store(sequence, Ordering::Release);
         sequence
     }
 
@@ -322,7 +272,9 @@ impl<E> RingBuffer<E> {
     pub(crate) fn publish_unwritten(&self, claim: &mut Claim) {
         while claim.next <= claim.last {
             // Release: as in `write_and_publish`.
-            self.stamp(claim.next).store(claim.next, Ordering::Release);
+            self.slot(claim.next)
+                .stamp
+                .store(claim.next, Ordering::Release);
             claim.next += 1;
         }
     }
@@ -332,8 +284,6 @@ impl<E> RingBuffer<E> {
     pub(crate) fn slots(&self) -> Slots<'_, E> {
         Slots {
             slots: &self.slots,
-            events: &self.events,
-            stamps: &self.stamps,
             mask: self.mask,
         }
     }
@@ -345,8 +295,6 @@ impl<E> RingBuffer<E> {
 /// event.
 pub(crate) struct Slots<'a, E> {
     slots: &'a [Slot<E>],
-    events: &'a [Bare<E>],
-    stamps: &'a [StampLine],
     mask: i64,
 }
 
@@ -360,43 +308,11 @@ impl<E> Copy for Slots<'_, E> {}
 
 impl<'a, E> Slots<'a, E> {
     #[inline]
-    fn index(self, sequence: i64) -> usize {
-        (sequence & self.mask) as usize
-    }
-
-    /// The stamp of `sequence`'s slot.
-    #[inline(always)]
-    fn stamp(self, sequence: i64) -> &'a AtomicI64 {
-        let index = self.index(sequence);
-        if RingBuffer::<E>::SPLIT {
-            let line = index / STAMPS_PER_LINE;
-            debug_assert!(line < self.stamps.len());
-            // SAFETY: `index` is masked to `size - 1`, and the split layout
-            // has `size.div_ceil(8)` stamp lines.
-            let line = unsafe { self.stamps.get_unchecked(line) };
-            &line.0[index % STAMPS_PER_LINE]
-        } else {
-            debug_assert!(index < self.slots.len());
-            // SAFETY: `index` is masked to `size - 1`, and the stamped layout
-            // has `size` slots.
-            unsafe { &self.slots.get_unchecked(index).stamp }
-        }
-    }
-
-    /// The cell of `sequence`'s event.
-    #[inline(always)]
-    fn event(self, sequence: i64) -> &'a UnsafeCell<E> {
-        let index = self.index(sequence);
-        if RingBuffer::<E>::SPLIT {
-            debug_assert!(index < self.events.len());
-            // SAFETY: `index` is masked to `size - 1`, and the split layout
-            // has `size` events.
-            unsafe { &self.events.get_unchecked(index).event }
-        } else {
-            debug_assert!(index < self.slots.len());
-            // SAFETY: as in `stamp`.
-            unsafe { &self.slots.get_unchecked(index).event }
-        }
+    fn slot(self, sequence: i64) -> &'a Slot<E> {
+        let index = (sequence & self.mask) as usize;
+        debug_assert!(index < self.slots.len());
+        // SAFETY: `index` is masked to `size - 1`, and `slots.len() == size`.
+        unsafe { self.slots.get_unchecked(index) }
     }
 
     /// The published event `sequence`, readable while `readable` is held.
@@ -409,7 +325,7 @@ impl<'a, E> Slots<'a, E> {
             readable.first <= sequence && sequence <= readable.last,
             "read outside the readable range"
         );
-        self.event(sequence).with(|event| {
+        self.slot(sequence).event.with(|event| {
             // SAFETY: invariant 2, vouched for by `readable` (made only by a
             // barrier that saw `sequence` published and passed upstream):
             // the producer cannot rewrite the slot while the holder's own
@@ -435,7 +351,7 @@ impl<'a, E> Slots<'a, E> {
             readable.first <= sequence && sequence <= readable.last,
             "write outside the readable range"
         );
-        self.event(sequence).with_mut(|event| {
+        self.slot(sequence).event.with_mut(|event| {
             // SAFETY: invariants 2 and 3: as in `read`, and `SoleWriter`
             // proves every other participant is upstream (done with the slot)
             // or downstream (gated on this handler); the exclusive borrow of
@@ -544,94 +460,12 @@ mod tests {
         ring.write_and_publish(&mut one, |_, _| ());
     }
 
-    /// A 64-byte event: the stamped layout would give it two lines.
-    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-    struct Wide([i64; 8]);
-
-    impl Wide {
-        fn of(sequence: i64) -> Self {
-            Self(std::array::from_fn(|word| sequence * 8 + word as i64))
-        }
-    }
-
-    #[test]
-    fn the_layout_follows_the_event_size() {
-        use std::mem::size_of;
-        let split = !cfg!(tickring_stamped_layout);
-        let layouts = [
-            ("u64", RingBuffer::<u64>::SPLIT, false),
-            (
-                "56 bytes + stamp fit one line",
-                RingBuffer::<[u64; 7]>::SPLIT,
-                false,
-            ),
-            ("64 bytes", RingBuffer::<Wide>::SPLIT, split),
-            (
-                "120 bytes + stamp fit two lines",
-                RingBuffer::<[u64; 15]>::SPLIT,
-                false,
-            ),
-            ("128 bytes", RingBuffer::<[u64; 16]>::SPLIT, split),
-        ];
-        for (event, got, expected) in layouts {
-            assert_eq!(got, expected, "{event}");
-        }
-        assert_eq!(size_of::<Slot<u64>>(), 64);
-        assert_eq!(size_of::<Bare<Wide>>(), 64, "a 64-byte event in 64 bytes");
-        assert_eq!(size_of::<StampLine>(), 64);
-    }
-
-    #[test]
-    fn split_rings_publish_and_read_every_slot_across_laps() {
-        for size in [1, 2, 4, 8, 16, 64] {
-            let ring = RingBuffer::new(size, &mut Wide::default).expect("valid size");
-            assert_eq!(ring.capacity(), size as i64);
-            for sequence in 0..3 * size as i64 + 5 {
-                assert!(!ring.is_published(sequence));
-                let mut one = claim(sequence, sequence);
-                ring.write_and_publish(&mut one, |e, s| *e = Wide::of(s));
-                assert!(ring.is_published(sequence));
-                assert_eq!(ring.available_up_to(sequence, sequence + 3), sequence);
-                // Every other slot keeps the event of its own last lap.
-                for back in 0..size as i64 {
-                    let earlier = sequence - back;
-                    if earlier >= 0 {
-                        let range = readable(earlier, earlier);
-                        assert_eq!(*ring.slots().read(&range, earlier), Wide::of(earlier));
-                    }
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn split_rings_stop_at_gaps() {
-        let ring = RingBuffer::new(16, &mut Wide::default).expect("valid size");
-        ring.publish_unwritten(&mut claim(0, 8));
-        ring.publish_unwritten(&mut claim(10, 10));
-        assert_eq!(ring.available_up_to(0, 15), 8, "across a stamp line");
-        ring.publish_unwritten(&mut claim(9, 9));
-        assert_eq!(ring.available_up_to(3, 15), 10);
-    }
-
     #[test]
     fn concurrent_publish_and_read_across_wrap_around() {
-        concurrent_publish_and_read((0i64, 0i64), |s| (s, s * 3));
-    }
-
-    #[test]
-    fn concurrent_publish_and_read_across_wrap_around_split() {
-        concurrent_publish_and_read(Wide::default(), Wide::of);
-    }
-
-    fn concurrent_publish_and_read<T>(initial: T, of: fn(i64) -> T)
-    where
-        T: Copy + PartialEq + std::fmt::Debug + Send + Sync + 'static,
-    {
         use crate::sequence::Sequence;
         use std::sync::Arc;
         let events: i64 = if cfg!(miri) { 200 } else { 100_000 };
-        let ring = Arc::new(RingBuffer::new(4, &mut || initial).unwrap());
+        let ring = Arc::new(RingBuffer::new(4, &mut || (0i64, 0i64)).unwrap());
         let consumed = Arc::new(Sequence::new());
         let reader = {
             let ring = Arc::clone(&ring);
@@ -650,7 +484,10 @@ mod tests {
                         // and `consumed` stays below `next` until the set below.
                         let batch = unsafe { Readable::new(next, available) };
                         for sequence in next..=available {
-                            assert_eq!(*ring.slots().read(&batch, sequence), of(sequence));
+                            assert_eq!(
+                                *ring.slots().read(&batch, sequence),
+                                (sequence, sequence * 3)
+                            );
                         }
                     }
                     consumed.set(available);
@@ -664,7 +501,7 @@ mod tests {
             }
             // SAFETY: the reader has passed `sequence - size`; one producer.
             let mut one = unsafe { Claim::new(sequence, sequence) };
-            ring.write_and_publish(&mut one, |e, s| *e = of(s));
+            ring.write_and_publish(&mut one, |e, s| *e = (s, s * 3));
         }
         reader.join().expect("reader saw every event intact");
     }

@@ -71,10 +71,7 @@ const MAX_CONSUMER_THREADS: usize = 10;
 // ---------------------------------------------------------------------------
 // The event
 
-/// A market-data event of 64 bytes, so the ring stores it in the split
-/// layout (stamps in their own array; see `src/ring_buffer.rs`), while the
-/// other test files' smaller events run the stamped one. Everything but
-/// `enriched` is written by the producer
+/// A market-data event. Everything but `enriched` is written by the producer
 /// and derived from (`producer`, `counter`); `enriched[s]` is written by the
 /// mutable handler of stage `s`, if there is one, from the rest.
 #[derive(Debug, Clone, Copy, Default)]
@@ -127,8 +124,6 @@ impl Event {
         (!intact).then(|| format!("torn or corrupt event {self:?}"))
     }
 }
-
-const _: () = assert!(std::mem::size_of::<Event>() == 64);
 
 /// The order-independent fingerprint of "event (`producer`, `counter`) was
 /// published at `sequence`": producers and consumers both sum it.
