@@ -232,6 +232,45 @@ pub fn ping_pong(system: System, plan: Plan, placement: &Placement) -> Result<Bl
     }
 }
 
+/// Ping-pong as [`ping_pong`] for tickring, but the ponger is a thread of
+/// the caller's that owns an [`tickring::EventPoller`] on the ping ring and
+/// polls it in its own loop (echoing every ping it is handed): what a user
+/// who owns the consumer thread pays against a handler thread.
+pub fn ping_pong_polling_ponger(plan: Plan, placement: &Placement) -> Result<Block, String> {
+    with_tickring_wait!(plan.waiting, |wait| {
+        let full_ring = peers::full_ring_wait(plan.waiting);
+        let (mut pongs, pong_ring) = build_single_producer(PING_PONG_RING, || 0i64, wait())
+            .producer_wait(full_ring)
+            .event_poller();
+        let mut pong = pong_ring.build().map_err(|error| error.to_string())?;
+        let (mut pings, ping_ring) = build_single_producer(PING_PONG_RING, || 0i64, wait())
+            .producer_wait(full_ring)
+            .event_poller();
+        let mut ping = ping_ring.build().map_err(|error| error.to_string())?;
+        let ponger = spawn_on("tickring-polling-ponger", placement.core(1), move || {
+            let mut echo = |ping: &i64, _: i64, _: bool| {
+                pong.publish(|event| *event = *ping)
+                    .expect("the pong ring runs");
+                true
+            };
+            // Until the pinger's producer shuts the ping ring down.
+            while plan.waiting.until(|| match pings.poll(&mut echo) {
+                tickring::PollState::Processing => Some(true),
+                tickring::PollState::ShutDown | tickring::PollState::Halted => Some(false),
+                _ => None,
+            }) {}
+        });
+        let pinger = spawn_on("tickring-pinger", placement.core(0), move || {
+            let block = pinger(&mut ping, &mut pongs, plan);
+            drop(ping.shutdown());
+            block
+        });
+        let block = joined(pinger, "the pinger")?;
+        joined(ponger, "the polling ponger")?;
+        Ok(block)
+    })
+}
+
 /// The pinger's loop, whatever the system.
 fn pinger(ping: &mut impl Tx<i64>, pongs: &mut impl Rx<i64>, plan: Plan) -> Block {
     let clock = Clock(Instant::now());

@@ -10,8 +10,10 @@
 //! ```
 //!
 //! 1. **Ping-pong, closed loop**: each ping sent when the last echo is back;
-//!    the floor ring, tickring, and rtrb (the fastest SPSC peer), one-way
-//!    latency with paired ratios.
+//!    tickring (ponger a handler thread), tickring with a ponger thread that
+//!    polls an `EventPoller` (its `/tr` column is the poller's cost against
+//!    a handler thread), the `disruptor` crate, rtrb (the fastest SPSC peer)
+//!    and the floor ring: one-way latency with paired ratios.
 //! 2. **1P-1C throughput** (LMAX's unicast shape, ring 65,536): tickring
 //!    with `publish`, with `batch_publish(10)`, and with its default
 //!    full-ring policy (`FullRingWait::Yield`; the others spin when pinned,
@@ -85,30 +87,47 @@ fn progress(what: &'static str, rounds: usize, names: Vec<&'static str>) -> impl
 }
 
 fn ping_pong(placement: &Placement, rounds: usize, measured: u64) -> Result<(), String> {
-    let systems = [System::Tickring, System::Rtrb, System::Floor];
     let plan = Plan {
         measured,
         interval: None,
         waiting: placement.waiting(),
     };
+    type Run = fn(Plan, &Placement) -> Result<tickring_bench::scenarios::Block, String>;
+    let runs: [(&'static str, Run); 5] = [
+        ("tickring", |plan, placement| {
+            scenarios::ping_pong(System::Tickring, plan, placement)
+        }),
+        (
+            "tickring, ponger polls",
+            scenarios::ping_pong_polling_ponger,
+        ),
+        ("disruptor", |plan, placement| {
+            scenarios::ping_pong(System::Disruptor, plan, placement)
+        }),
+        ("rtrb", |plan, placement| {
+            scenarios::ping_pong(System::Rtrb, plan, placement)
+        }),
+        ("floor ring", |plan, placement| {
+            scenarios::ping_pong(System::Floor, plan, placement)
+        }),
+    ];
+    let names = runs.map(|(name, _)| name);
     let results = stats::rounds(
         rounds,
-        systems.len(),
-        progress("ping-pong", rounds, systems.map(System::name).to_vec()),
-        |_, system| {
-            scenarios::ping_pong(systems[system], plan, placement).map(|block| block.histogram)
-        },
+        runs.len(),
+        progress("ping-pong", rounds, names.to_vec()),
+        |_, run| (runs[run].1)(plan, placement).map(|block| block.histogram),
     );
     let histograms = results
         .into_iter()
         .map(|runs| runs.into_iter().collect())
         .collect::<Result<Vec<Vec<_>>, _>>()?;
-    let rows = Rounds::rows(&systems.map(System::name), &histograms);
+    let rows = Rounds::rows(&names, &histograms);
     hist::print_table(
         "ping-pong, closed loop: one-way latency (median over rounds)",
         &rows,
         0,
-        Some(2),
+        Some(runs.len() - 1),
     );
     Ok(())
 }
