@@ -137,12 +137,13 @@ impl<E, W: WaitStrategy> EventPoller<E, W> {
 }
 
 impl PollerCore {
-    /// Hands out events one at a time, looking one event ahead of the one
-    /// it hands out (for `end_of_batch`) instead of scanning the whole batch
-    /// first: a caller that takes one event per poll pays for two stamp
-    /// loads, not for `max_batch_size` of them (a stamp per slot, so a
-    /// cache line each). A caller that takes everything still gets up to
-    /// `max_batch_size` events per poll.
+    /// Hands out events in windows that double (1, 2, 4, ... up to
+    /// `max_batch_size`), each scanned one event beyond its end so the last
+    /// event of the batch knows it is the last (`end_of_batch`). A caller
+    /// that takes one event per poll pays for two stamp loads, not for a
+    /// scan of `max_batch_size` stamps (a stamp per slot, so a cache line
+    /// each); a caller that takes everything reads each stamp about once
+    /// and runs the events of a window in a tight loop.
     #[inline]
     fn poll<E, W, F>(&mut self, shared: &Shared<E, W>, mut handler: F) -> PollState
     where
@@ -159,28 +160,31 @@ impl PollerCore {
             stopped_at: next,
         };
         // Nothing handed out when the pipeline halted before the first event.
-        if !ring.state.is_halted() {
-            let mut at = next;
-            while let Some(Batch { readable, .. }) =
-                release
-                    .core
-                    .barrier
-                    .try_batch(ring, at, (at + 1).min(limit))
-            {
-                // `readable` ends at `at` when nothing is published past it
-                // (or `at` is the limit): the end of this poll's batch.
-                let end_of_batch = readable.last() == at;
+        let (mut at, mut window) = (next, 1);
+        'batch: while !ring.state.is_halted() {
+            let scan_to = (at + window).min(limit);
+            let Some(Batch { readable, .. }) = release.core.barrier.try_batch(ring, at, scan_to)
+            else {
+                break;
+            };
+            let last = readable.last();
+            // The batch ends at `last` when nothing was published beyond it
+            // (or it is the limit), even if more is published by now;
+            // otherwise `last` waits for the next window, which knows.
+            let ends = last < scan_to || last == limit;
+            let hand_to = if ends { last } else { last - 1 };
+            while at <= hand_to {
+                let end_of_batch = ends && at == last;
                 let keep_going = handler(slots.read(&readable, at), at, end_of_batch);
                 // Past the event only once the handler returned: after a
                 // panic, the event comes again on the next poll.
                 at += 1;
                 release.stopped_at = at;
-                // The batch ends where the look-ahead found nothing (or the
-                // limit), even if more is published by now.
                 if !keep_going || end_of_batch || ring.state.is_halted() {
-                    break;
+                    break 'batch;
                 }
             }
+            window = (window * 2).min(release.core.max_batch_size);
         }
         let handed_out = release.stopped_at > next;
         drop(release);

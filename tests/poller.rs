@@ -972,6 +972,61 @@ fn max_batch_size_caps_what_one_poll_hands_out() {
     });
 }
 
+/// A poll scans in windows that double (1, 2, 4, ...): whatever event the
+/// closure stops at, inside a window or at its edge, the next poll goes on
+/// from the one after it, and `end_of_batch` marks exactly the last event
+/// of each poll that ran to the end (the limit, or the last published).
+#[test]
+fn a_poll_stopped_anywhere_goes_on_from_the_next_event() {
+    with_timeout(TEST_LIMIT, "poller-windows", || {
+        const PUBLISHED: i64 = 200;
+        let (mut poller, builder) = build_single_producer(256, Tick::default, Yielding::new())
+            .max_batch_size(100)
+            .event_poller();
+        let mut producer = builder.build().expect("valid pipeline");
+        producer
+            .batch_publish(PUBLISHED as usize, |tick, sequence| tick.fill(sequence))
+            .expect("room");
+        let mut check = InOrder::default();
+        // Stops inside and at the edges of the windows 1, 2, 4, 8, 16, 32.
+        for take in [1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33] {
+            let stop_after = check.next + take - 1;
+            assert_eq!(
+                check.poll(&mut poller, Some(stop_after)),
+                PollState::Processing
+            );
+            assert_eq!(check.next, stop_after + 1, "stopped after {take}");
+        }
+        // 183 taken so far; the rest in one poll, the last marked.
+        let mut ends = Vec::new();
+        let state = poller.poll(|tick, sequence, end_of_batch| {
+            assert!(tick.is_event(sequence));
+            assert_eq!(sequence, check.next);
+            check.next += 1;
+            ends.push(end_of_batch);
+            true
+        });
+        assert_eq!(state, PollState::Processing);
+        assert_eq!(check.next, PUBLISHED);
+        assert_eq!(ends.iter().filter(|end| **end).count(), 1);
+        assert_eq!(ends.last(), Some(&true));
+        check.failures.assert_none("windowed poller");
+        assert_eq!(poller.poll(|_, _, _| true), PollState::Idle);
+        // A whole limit's worth: 100 events, the 100th marked.
+        producer
+            .batch_publish(150, |tick, sequence| tick.fill(sequence))
+            .expect("room");
+        let mut handed = Vec::new();
+        poller.poll(|_, sequence, end_of_batch| {
+            handed.push((sequence, end_of_batch));
+            true
+        });
+        assert_eq!(handed.len(), 100);
+        assert_eq!(handed[99], (PUBLISHED + 99, true));
+        assert!(handed[..99].iter().all(|(_, end)| !end));
+    });
+}
+
 // A producer that only ever calls `try_*` is not held back by a dropped
 // poller: the pipeline skips the poller's events on those calls too.
 #[test]
