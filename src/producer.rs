@@ -110,10 +110,15 @@ where
     /// Claims `count` slots if free now (and the pipeline alive).
     #[inline(always)]
     fn try_room(&mut self, count: i64) -> Result<Claim, NoRoom> {
-        // `next` is read before the atomic load below (see `wait_for_room`).
+        // The claim is made before the atomic load below, from fields the
+        // loop keeps in registers (see `wait_for_room`).
         let next = self.sequencer.next();
+        let cached = self.sequencer.try_claim_cached(count);
         if self.pipeline.shared.is_halted() {
             return Err(NoRoom::Halted);
+        }
+        if let Some(claim) = cached {
+            return Ok(claim);
         }
         match self.sequencer.try_claim(count) {
             Some(claim) => {
@@ -128,8 +133,10 @@ where
     /// halted (a dead handler would never make room) or `timeout` passes.
     ///
     /// Two things keep the fast path (`try_room`) cheap in a publishing loop:
-    /// `next` is read before the halt flag (an atomic load, after which the
-    /// compiler would reload it from memory), and the slow path is a
+    /// the claim is made from the cached gate before the halt flag is read
+    /// (an atomic load, after which the compiler reloads from memory every
+    /// field of a producer whose address has escaped: the next sequence,
+    /// the cached gate and the capacity, each event), and the slow path is a
     /// separate function that gets the heap data it needs and returns the
     /// new gate, so no address inside `self` escapes the inlined fast path.
     ///

@@ -56,18 +56,29 @@ impl SingleProducerSequencer {
     /// `count` is at least 1 and at most the capacity.
     #[inline(always)]
     pub(crate) fn try_claim(&mut self, count: i64) -> Option<Claim> {
+        if let Some(claim) = self.try_claim_cached(count) {
+            return Some(claim);
+        }
+        self.cached_min_gate = read_gate(&self.gating_sequences, self.next - 1);
+        self.try_claim_cached(count)
+    }
+
+    /// Claims `next..next + count` if the cached gate alone vouches for the
+    /// room. No atomic access: the producer makes this claim before its
+    /// halt check, so that nothing it read here is re-read after that
+    /// atomic load (see `Producer::try_room`).
+    #[inline(always)]
+    pub(crate) fn try_claim_cached(&mut self, count: i64) -> Option<Claim> {
         debug_assert!(count >= 1 && count <= self.capacity);
         if self.wrap_point(count) > self.cached_min_gate {
-            self.cached_min_gate = read_gate(&self.gating_sequences, self.next - 1);
-            if self.wrap_point(count) > self.cached_min_gate {
-                return None;
-            }
+            return None;
         }
         // SAFETY: invariant 1 — this sequencer belongs to the one producer
         // (`Producer` is not `Clone`), so nobody else claims these sequences;
-        // they are past every published one; and the gating minimum (read
-        // with acquire, in `Sequence::get`) is `>= wrap_point`, i.e. every
-        // gating handler has finished with the slots' previous events.
+        // they are past every published one; and the cached gating minimum
+        // (read with acquire, in `Sequence::get`; gating sequences only
+        // grow) is `>= wrap_point`, i.e. every gating handler has finished
+        // with the slots' previous events.
         Some(unsafe { Claim::new(self.next, self.next + count - 1) })
     }
 
