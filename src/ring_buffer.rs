@@ -7,6 +7,11 @@
 //! cache-line transfer instead of two (cursor line, then slot line). Both
 //! sequencers publish the same way: a release store of the stamp.
 //!
+//! Slots sit [`slot_stride`] bytes apart in one 64-byte-aligned allocation:
+//! a slot of stamp and event that fits in a line takes the next power of two
+//! (a `u64` event: 16 bytes, four slots to a line), so no slot straddles two
+//! lines; a larger one takes whole lines.
+//!
 //! Stamps start at `-1`; slot `i` receives sequences `i`, `i + size`, `i + 2 *
 //! size`, ... so a stamp equal to `s` means "event `s` is published" without
 //! ambiguity.
@@ -34,31 +39,58 @@
 //!    strictly upstream or downstream of it.
 //! 4. `RingBuffer<E>` is `Sync` only when `E: Send + Sync`.
 
+use std::alloc::{self, Layout};
+use std::marker::PhantomData;
+use std::ptr::NonNull;
+
 use crate::error::BuildError;
 use crate::loom::cell::UnsafeCell;
 use crate::loom::sync::atomic::{AtomicI64, Ordering};
 use crate::run_state::RunState;
 
-/// The largest ring `build()` accepts: 2^40 slots (the ring's memory, at 64
+/// The largest ring `build()` accepts: 2^40 slots (the ring's memory, at 8
 /// bytes a slot or more, would exceed any machine's long before).
 pub const MAX_RING_SIZE: usize = 1 << 40;
 
-/// One slot: the publication stamp, then the event, on a cache line of its own.
-#[repr(C, align(64))]
+/// The cache line the layout is built around.
+const LINE: usize = 64;
+
+/// One slot: the publication stamp, then the event. Slots sit
+/// `slot_stride` bytes apart, so the stamp and the event's first bytes share
+/// a line.
+#[repr(C)]
 struct Slot<E> {
     /// The sequence last published into this slot (`-1`: never).
     stamp: AtomicI64,
     event: UnsafeCell<E>,
 }
 
+/// How many bytes apart a ring of `E` puts its slots: the slot's size
+/// rounded up to a power of two when it fits in a cache line (so a line
+/// holds whole slots), else to whole lines. Always a multiple of the slot's
+/// alignment.
+pub(crate) const fn slot_stride<E>() -> usize {
+    let size = std::mem::size_of::<Slot<E>>();
+    let align = std::mem::align_of::<Slot<E>>();
+    if size <= LINE {
+        size.next_power_of_two()
+    } else {
+        let unit = if align > LINE { align } else { LINE };
+        size.div_ceil(unit) * unit
+    }
+}
+
 /// The ring of pre-allocated events, and the pipeline's run state beside the
 /// slots pointer and mask (the line every publish and batch reads anyway).
 pub(crate) struct RingBuffer<E> {
-    slots: Box<[Slot<E>]>,
+    /// `size` slots, `slot_stride::<E>()` bytes apart, each initialized.
+    base: NonNull<u8>,
     /// `size - 1`; the slot of sequence `s` is `s & mask`.
     mask: i64,
     /// The one halt flag and the shutdown point.
     pub(crate) state: RunState,
+    /// The ring owns its slots (for the drop check and auto traits).
+    _slots: PhantomData<Slot<E>>,
 }
 
 // SAFETY: invariant 4. Handlers on several threads read `&E` (needs `Sync`) and
@@ -67,6 +99,40 @@ pub(crate) struct RingBuffer<E> {
 unsafe impl<E: Send + Sync> Sync for RingBuffer<E> {}
 // SAFETY: the ring owns its events; moving it between threads moves them.
 unsafe impl<E: Send> Send for RingBuffer<E> {}
+
+/// The allocation's layout for `size` slots: `slot_stride` bytes each,
+/// aligned to a line (or to the slot, if that is stricter).
+fn ring_layout<E>(size: usize) -> Option<Layout> {
+    let align = std::mem::align_of::<Slot<E>>().max(LINE);
+    let bytes = size.checked_mul(slot_stride::<E>())?;
+    Layout::from_size_align(bytes, align).ok()
+}
+
+/// Slots being filled by `RingBuffer::new`: if the factory panics, drops
+/// the slots written so far and frees the allocation.
+struct Filling<E> {
+    base: NonNull<u8>,
+    layout: Layout,
+    written: usize,
+    _slots: PhantomData<Slot<E>>,
+}
+
+impl<E> Drop for Filling<E> {
+    fn drop(&mut self) {
+        for index in 0..self.written {
+            // SAFETY: slots `0..written` were initialized by `RingBuffer::new`,
+            // each `slot_stride` bytes apart inside the allocation, and
+            // nothing else refers to them.
+            unsafe {
+                std::ptr::drop_in_place(
+                    self.base.as_ptr().add(index * slot_stride::<E>()) as *mut Slot<E>
+                )
+            };
+        }
+        // SAFETY: `base` came from `alloc::alloc(layout)` and is freed once.
+        unsafe { alloc::dealloc(self.base.as_ptr(), self.layout) };
+    }
+}
 
 /// Sequences `next..=last` that their holder claimed and may write and
 /// publish. Made only by the sequencers after their room check; not `Clone`.
@@ -162,20 +228,38 @@ impl<E> RingBuffer<E> {
         if size == 0 || !size.is_power_of_two() || size > MAX_RING_SIZE {
             return Err(BuildError::InvalidRingSize { size });
         }
-        let mut slots = Vec::new();
-        slots
-            .try_reserve_exact(size)
-            .map_err(|_| BuildError::InvalidRingSize { size })?;
-        for _ in 0..size {
-            slots.push(Slot {
+        let layout = ring_layout::<E>(size).ok_or(BuildError::InvalidRingSize { size })?;
+        // SAFETY: the layout's size is at least 8 (one stamp), never zero.
+        let raw = unsafe { alloc::alloc(layout) };
+        let base = NonNull::new(raw).ok_or(BuildError::InvalidRingSize { size })?;
+        let mut filling = Filling::<E> {
+            base,
+            layout,
+            written: 0,
+            _slots: PhantomData,
+        };
+        while filling.written < size {
+            let slot = Slot {
                 stamp: AtomicI64::new(-1),
                 event: UnsafeCell::new(factory()),
-            });
+            };
+            // SAFETY: slot `written` lies inside the allocation (`written <
+            // size`), is aligned (the stride is a multiple of the slot's
+            // alignment, the base is aligned to it) and not yet initialized.
+            unsafe {
+                std::ptr::write(
+                    base.as_ptr().add(filling.written * slot_stride::<E>()) as *mut Slot<E>,
+                    slot,
+                )
+            };
+            filling.written += 1;
         }
+        std::mem::forget(filling);
         Ok(Self {
-            slots: slots.into_boxed_slice(),
+            base,
             mask: size as i64 - 1,
             state: RunState::new(),
+            _slots: PhantomData,
         })
     }
 
@@ -187,10 +271,7 @@ impl<E> RingBuffer<E> {
 
     #[inline]
     fn slot(&self, sequence: i64) -> &Slot<E> {
-        let index = (sequence & self.mask) as usize;
-        debug_assert!(index < self.slots.len());
-        // SAFETY: `index` is masked to `size - 1`, and `slots.len() == size`.
-        unsafe { self.slots.get_unchecked(index) }
+        self.slots().slot(sequence)
     }
 
     /// Whether event `sequence` has been published.
@@ -205,14 +286,13 @@ impl<E> RingBuffer<E> {
     /// `next..=h` is published; `next - 1` when `next` is not.
     #[inline]
     pub(crate) fn available_up_to(&self, next: i64, limit: i64) -> i64 {
-        // The slice and mask in locals: the acquire loads below would
+        // The base and mask in locals: the acquire loads below would
         // otherwise make the compiler reload them from `self` per stamp.
-        let (slots, mask) = (&*self.slots, self.mask);
+        let slots = self.slots();
         let mut highest = next - 1;
         while highest < limit {
             let candidate = highest + 1;
-            // SAFETY: masked to `size - 1`, and `slots.len() == size`.
-            let slot = unsafe { slots.get_unchecked((candidate & mask) as usize) };
+            let slot = slots.slot(candidate);
             // Acquire: as in `is_published`.
             if slot.stamp.load(Ordering::Acquire) != candidate {
                 break;
@@ -283,9 +363,23 @@ impl<E> RingBuffer<E> {
     #[inline]
     pub(crate) fn slots(&self) -> Slots<'_, E> {
         Slots {
-            slots: &self.slots,
+            base: self.base,
             mask: self.mask,
+            _ring: PhantomData,
         }
+    }
+}
+
+impl<E> Drop for RingBuffer<E> {
+    fn drop(&mut self) {
+        let size = (self.mask + 1) as usize;
+        // Rebuilt as `new` built it: drops every slot, frees the allocation.
+        drop(Filling::<E> {
+            base: self.base,
+            layout: ring_layout::<E>(size).expect("the layout `new` allocated"),
+            written: size,
+            _slots: PhantomData,
+        });
     }
 }
 
@@ -294,8 +388,9 @@ impl<E> RingBuffer<E> {
 /// between two events makes the compiler reload both from the ring every
 /// event.
 pub(crate) struct Slots<'a, E> {
-    slots: &'a [Slot<E>],
+    base: NonNull<u8>,
     mask: i64,
+    _ring: PhantomData<&'a RingBuffer<E>>,
 }
 
 impl<E> Clone for Slots<'_, E> {
@@ -310,9 +405,11 @@ impl<'a, E> Slots<'a, E> {
     #[inline]
     fn slot(self, sequence: i64) -> &'a Slot<E> {
         let index = (sequence & self.mask) as usize;
-        debug_assert!(index < self.slots.len());
-        // SAFETY: `index` is masked to `size - 1`, and `slots.len() == size`.
-        unsafe { self.slots.get_unchecked(index) }
+        // SAFETY: `index` is masked to `size - 1`, so the slot lies inside
+        // the ring's allocation, initialized by `RingBuffer::new`, aligned
+        // (see `slot_stride`); the ring outlives `'a` and hands out only
+        // shared references to a slot (its fields are atomics and cells).
+        unsafe { &*(self.base.as_ptr().add(index * slot_stride::<E>()) as *const Slot<E>) }
     }
 
     /// The published event `sequence`, readable while `readable` is held.
@@ -390,6 +487,82 @@ mod tests {
             let error = RingBuffer::new(size, &mut || 0u8).err().expect("error");
             assert_eq!(error, BuildError::InvalidRingSize { size });
         }
+    }
+
+    #[test]
+    fn slots_fill_lines_and_never_straddle_one() {
+        #[repr(align(64))]
+        struct Line(#[allow(dead_code)] [u8; 64]);
+        #[repr(align(128))]
+        struct Wide(#[allow(dead_code)] [u8; 8]);
+        assert_eq!(slot_stride::<()>(), 8);
+        assert_eq!(slot_stride::<u8>(), 16);
+        assert_eq!(slot_stride::<u64>(), 16);
+        assert_eq!(slot_stride::<[u64; 3]>(), 32);
+        assert_eq!(slot_stride::<[u64; 4]>(), 64);
+        assert_eq!(slot_stride::<[u64; 7]>(), 64);
+        assert_eq!(slot_stride::<[u64; 8]>(), 128);
+        assert_eq!(slot_stride::<[u64; 20]>(), 192);
+        assert_eq!(slot_stride::<Line>(), 128);
+        assert_eq!(slot_stride::<Wide>(), 256);
+        fn check<E>(make: fn() -> E) {
+            let ring = RingBuffer::new(8, &mut || make()).expect("valid size");
+            let stride = slot_stride::<E>();
+            for sequence in 0..8 {
+                let slot = ring.slot(sequence) as *const Slot<E> as usize;
+                assert_eq!(slot % std::mem::align_of::<Slot<E>>(), 0);
+                assert_eq!(
+                    slot - ring.slot(0) as *const Slot<E> as usize,
+                    sequence as usize * stride
+                );
+                if stride <= LINE {
+                    let end = slot + std::mem::size_of::<Slot<E>>() - 1;
+                    assert_eq!(slot / LINE, end / LINE, "slot {sequence} straddles a line");
+                } else {
+                    assert_eq!(slot % LINE, 0);
+                }
+            }
+        }
+        check(|| ());
+        check(|| 0u8);
+        check(|| 0u64);
+        check(|| [0u64; 3]);
+        check(|| [0u64; 7]);
+        check(|| [0u64; 8]);
+        check(|| Line([0; 64]));
+        check(|| Wide([0; 8]));
+    }
+
+    #[test]
+    fn a_factory_panic_drops_what_it_made() {
+        use std::cell::Cell;
+        use std::rc::Rc;
+        /// Counts itself in `live` while it exists.
+        struct Counted(Rc<Cell<usize>>);
+        impl Drop for Counted {
+            fn drop(&mut self) {
+                self.0.set(self.0.get() - 1);
+            }
+        }
+        let live = Rc::new(Cell::new(0));
+        let make = || {
+            live.set(live.get() + 1);
+            Counted(Rc::clone(&live))
+        };
+        let mut made = 0;
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            RingBuffer::new(8, &mut || {
+                made += 1;
+                assert!(made < 5, "the factory fails at its fifth event");
+                make()
+            })
+        }));
+        assert!(outcome.is_err());
+        assert_eq!(live.get(), 0, "the four slots made are dropped");
+        let ring = RingBuffer::new(4, &mut || make()).expect("valid size");
+        assert_eq!(live.get(), 4);
+        drop(ring);
+        assert_eq!(live.get(), 0, "dropping the ring drops every event");
     }
 
     #[test]
