@@ -13,7 +13,9 @@
 //!
 //! `TICKRING_BENCH_SHAPES` is a comma-separated list of `shape` (every size)
 //! or `shape/size` (`u64`, `32B`, `64B`); it selects both criterion's groups
-//! and the paired rounds. `TICKRING_BENCH_SKIP_CRITERION` (any value) skips
+//! and the paired rounds. A fourth size, `56B` (the 64-byte event with its
+//! sequence in tickring's stamp: one line a slot), runs in paired rounds
+//! only, and only when named in full (`unicast_1p1c/56B`). `TICKRING_BENCH_SKIP_CRITERION` (any value) skips
 //! criterion. A criterion filter (`-- unicast_1p1c`) filters criterion only.
 //!
 //! | shape | what | ring | peers |
@@ -66,7 +68,7 @@ use std::time::Duration;
 use criterion::{Criterion, Throughput};
 use tickring::FullRingWait;
 use tickring_bench::alloc::Counting;
-use tickring_bench::events::{Event, Event64, Event8, ShapeEvent};
+use tickring_bench::events::{Event, Event56, Event64, Event8, ShapeEvent};
 use tickring_bench::peers::System;
 use tickring_bench::place::{Placement, Waiting};
 use tickring_bench::scenarios::{self, Contender, Rig, Shape, TickOptions};
@@ -136,6 +138,15 @@ impl Selection {
                 .iter()
                 .any(|entry| entry == shape.name() || *entry == full)
         })
+    }
+
+    /// Whether `shape/size` is named in full: the sizes that only measure a
+    /// layout (`56B`) run only then.
+    fn names(&self, shape: Shape, size: &str) -> bool {
+        let full = format!("{}/{size}", shape.name());
+        self.0
+            .as_ref()
+            .is_some_and(|entries| entries.contains(&full))
     }
 }
 
@@ -308,6 +319,11 @@ fn main() {
     paired_size::<Event8>(&selection, &mut report);
     paired_size::<Event>(&selection, &mut report);
     paired_size::<Event64>(&selection, &mut report);
+    for shape in Shape::ALL {
+        if selection.names(shape, Event56::SIZE) {
+            paired::<Event56>(shape, &mut report);
+        }
+    }
     println!("\nround-2 targets (paired medians over {ROUNDS} rounds; floor before / after, near < {} ns):", stats::NEAR_FLOOR_NS);
     for verdict in &report.verdicts {
         println!("{}", verdict.line());

@@ -6,6 +6,13 @@
 //! | [`Event8`] | 8 bytes (`u64`) | the value | the same word, in place |
 //! | [`Event`] | 32 bytes (`32B`) | `value` | `s1`, `s2` |
 //! | [`Event64`] | 64 bytes (`64B`) | `value` and four market-data words | `s1`, `s2` |
+//! | [`Event56`] | 56 bytes (`56B`) | as `64B`, without its unused first word | `s1`, `s2` |
+//!
+//! `56B` is the 64-byte event with its sequence folded into the ring: the
+//! 64-byte event's first word (`intended_ns`) is unused in the throughput
+//! shapes, so `56B` carries the same words in 56 bytes, and tickring's
+//! 8-byte stamp (the event's sequence) makes its slot one 64-byte line. It
+//! runs only when named (`TICKRING_BENCH_SHAPES=unicast_1p1c/56B`).
 //!
 //! The checked consumer folds every word the producer wrote
 //! ([`ShapeEvent::checksum`]), so the whole event travels; a queue peer
@@ -93,7 +100,7 @@ where
 /// An event of the throughput shapes: how the producer fills it, what each
 /// kind of stage writes into it, and what the checked consumer folds.
 pub trait ShapeEvent: Default + Send + Sync + 'static {
-    /// The size's name in the output: `u64`, `32B`, `64B`.
+    /// The size's name in the output: `u64`, `32B`, `64B`, `56B`.
     const SIZE: &'static str;
     /// The same words as a queue peer's message.
     type Message: Words;
@@ -212,29 +219,81 @@ impl ShapeEvent for Event8 {
 /// The 32-byte event (also the latency pipeline's): the producer writes
 /// `value` (and, in the latency pipeline, when it was due); the pipeline's
 /// S1 and S2 write `s1` and `s2`, the diamond's H1 and H2 their flags there.
+/// With `P = ()` (no `intended_ns` word) it is the 24-byte head of
+/// [`Event56`].
 #[derive(Debug, Default)]
 #[repr(C)]
-pub struct Event {
-    pub intended_ns: u64,
+pub struct Event<P: Pad = u64> {
+    pub intended_ns: P,
     pub value: i64,
     pub s1: AtomicI64,
     pub s2: AtomicI64,
 }
 
-impl Event {
+/// The first word of [`Event`]: `u64` (the 32- and 64-byte events) or `()`
+/// (the 56-byte one, whose sequence tickring keeps in its stamp). It says
+/// what the peers' messages carry in each case.
+pub trait Pad: Default + Send + Sync + 'static {
+    /// The name of [`Event`]`<Self>`'s size.
+    const HEAD_SIZE: &'static str;
+    /// The name of [`MarketEvent`]`<Self>`'s size.
+    const WIDE_SIZE: &'static str;
+    /// [`Event`]`<Self>`'s message.
+    type Head: Words;
+    /// [`MarketEvent`]`<Self>`'s message.
+    type Wide: Words;
+    fn head(value: i64) -> Self::Head;
+    fn wide(value: i64, market: [i64; 4]) -> Self::Wide;
+}
+
+impl Pad for u64 {
+    const HEAD_SIZE: &'static str = "32B";
+    const WIDE_SIZE: &'static str = "64B";
+    type Head = [i64; 4];
+    type Wide = [i64; 8];
+
+    #[inline]
+    fn head(value: i64) -> [i64; 4] {
+        [0, value, 0, 0]
+    }
+
+    #[inline]
+    fn wide(value: i64, [bid, ask, bid_size, ask_size]: [i64; 4]) -> [i64; 8] {
+        [0, value, 0, 0, bid, ask, bid_size, ask_size]
+    }
+}
+
+impl Pad for () {
+    const HEAD_SIZE: &'static str = "24B";
+    const WIDE_SIZE: &'static str = "56B";
+    type Head = [i64; 3];
+    type Wide = [i64; 7];
+
+    #[inline]
+    fn head(value: i64) -> [i64; 3] {
+        [value, 0, 0]
+    }
+
+    #[inline]
+    fn wide(value: i64, [bid, ask, bid_size, ask_size]: [i64; 4]) -> [i64; 7] {
+        [value, 0, 0, bid, ask, bid_size, ask_size]
+    }
+}
+
+impl<P: Pad> Event<P> {
     #[inline]
     fn both_flags(&self) -> bool {
         self.s1.load(Ordering::Relaxed) != 0 && self.s2.load(Ordering::Relaxed) != 0
     }
 }
 
-impl ShapeEvent for Event {
-    const SIZE: &'static str = "32B";
-    type Message = [i64; 4];
+impl<P: Pad> ShapeEvent for Event<P> {
+    const SIZE: &'static str = P::HEAD_SIZE;
+    type Message = P::Head;
 
     #[inline]
-    fn message(value: i64) -> [i64; 4] {
-        [0, value, 0, 0]
+    fn message(value: i64) -> P::Head {
+        P::head(value)
     }
 
     #[inline]
@@ -293,14 +352,20 @@ impl ShapeEvent for Event {
 /// The 64-byte event: the 32-byte one and four words of market data (bid,
 /// ask and their sizes, derived from the value), which the producer writes
 /// every event and every checked consumer folds.
+pub type Event64 = MarketEvent<u64>;
+
+/// The 64-byte event's words without its first (unused) one: 56 bytes.
+pub type Event56 = MarketEvent<()>;
+
+/// [`Event64`] and [`Event56`]: an [`Event`] head and four words of market data.
 #[derive(Debug, Default)]
 #[repr(C)]
-pub struct Event64 {
-    pub head: Event,
+pub struct MarketEvent<P: Pad> {
+    pub head: Event<P>,
     pub market: [i64; 4],
 }
 
-impl Event64 {
+impl<P: Pad> MarketEvent<P> {
     /// The market-data words of the event carrying `value`.
     #[inline]
     fn market(value: i64) -> [i64; 4] {
@@ -313,14 +378,13 @@ impl Event64 {
     }
 }
 
-impl ShapeEvent for Event64 {
-    const SIZE: &'static str = "64B";
-    type Message = [i64; 8];
+impl<P: Pad> ShapeEvent for MarketEvent<P> {
+    const SIZE: &'static str = P::WIDE_SIZE;
+    type Message = P::Wide;
 
     #[inline]
-    fn message(value: i64) -> [i64; 8] {
-        let [bid, ask, bid_size, ask_size] = Self::market(value);
-        [0, value, 0, 0, bid, ask, bid_size, ask_size]
+    fn message(value: i64) -> P::Wide {
+        P::wide(value, Self::market(value))
     }
 
     #[inline]
@@ -385,6 +449,8 @@ mod tests {
         assert_eq!(size_of::<Event8>(), 8);
         assert_eq!(size_of::<Event>(), 32);
         assert_eq!(size_of::<Event64>(), 64);
+        assert_eq!(size_of::<Event56>(), 56);
+        assert_eq!(size_of::<<Event56 as ShapeEvent>::Message>(), 56);
         assert_eq!(size_of::<<Event8 as ShapeEvent>::Message>(), 8);
         assert_eq!(size_of::<<Event as ShapeEvent>::Message>(), 32);
         assert_eq!(size_of::<<Event64 as ShapeEvent>::Message>(), 64);
@@ -413,6 +479,7 @@ mod tests {
         check::<Event8>();
         check::<Event>();
         check::<Event64>();
+        check::<Event56>();
         let chunk = Chunk {
             items: [[1i64, 2]; CHUNK],
             len: 3,

@@ -186,21 +186,72 @@ fn joined<T>(handle: JoinHandle<T>, what: &str) -> Result<T, String> {
 /// as the ping ring's handler, owning the pong ring's producer; the pinger
 /// polls the pong ring. The queue peers' pinger and ponger are threads.
 pub fn ping_pong(system: System, plan: Plan, placement: &Placement) -> Result<Block, String> {
+    ping_pong_of::<i64>(system, plan, placement)
+}
+
+/// A ping-pong message: ping `k` carries `k` in every word, and the pinger
+/// reads every word of the echo back ([`Ping::k`]), so the whole message
+/// travels both ways.
+pub trait Ping: peers::Message + Sync {
+    /// Ping `k`.
+    fn ping(k: i64) -> Self;
+    /// The `k` the message carries; `-1` when its words disagree.
+    fn k(&self) -> i64;
+}
+
+impl Ping for i64 {
+    #[inline]
+    fn ping(k: i64) -> Self {
+        k
+    }
+
+    #[inline]
+    fn k(&self) -> i64 {
+        *self
+    }
+}
+
+impl<const N: usize> Ping for [i64; N]
+where
+    [i64; N]: Default,
+{
+    #[inline]
+    fn ping(k: i64) -> Self {
+        [k; N]
+    }
+
+    #[inline]
+    fn k(&self) -> i64 {
+        if self.iter().all(|word| *word == self[0]) {
+            self[0]
+        } else {
+            -1
+        }
+    }
+}
+
+/// [`ping_pong`] with messages of type `M` (e.g. `[i64; 7]`, `[i64; 8]`:
+/// how the event's size moves a hop's latency).
+pub fn ping_pong_of<M: Ping>(
+    system: System,
+    plan: Plan,
+    placement: &Placement,
+) -> Result<Block, String> {
     let pinger_core = placement.core(0);
     match system {
-        System::Floor => link_ping_pong::<Floor>(plan, placement),
-        System::Crossbeam => link_ping_pong::<Crossbeam>(plan, placement),
-        System::Rtrb => link_ping_pong::<Rtrb>(plan, placement),
+        System::Floor => link_ping_pong::<Floor, M>(plan, placement),
+        System::Crossbeam => link_ping_pong::<Crossbeam, M>(plan, placement),
+        System::Rtrb => link_ping_pong::<Rtrb, M>(plan, placement),
         System::Tickring => with_tickring_wait!(plan.waiting, |wait| {
-            let (mut pongs, pong_ring) = build_single_producer(PING_PONG_RING, || 0i64, wait())
+            let (mut pongs, pong_ring) = build_single_producer(PING_PONG_RING, M::default, wait())
                 .producer_wait(peers::full_ring_wait(plan.waiting))
                 .event_poller();
             let mut pong = pong_ring.build().map_err(|error| error.to_string())?;
-            let ponger = move |ping: &i64, _: i64, _: bool| {
+            let ponger = move |ping: &M, _: i64, _: bool| {
                 pong.publish(|event| *event = *ping)
                     .expect("the pong ring runs");
             };
-            let ping_ring = build_single_producer(PING_PONG_RING, || 0i64, wait())
+            let ping_ring = build_single_producer(PING_PONG_RING, M::default, wait())
                 .producer_wait(peers::full_ring_wait(plan.waiting));
             let mut ping = tickring_options(ping_ring, "tickring-ponger", placement.core(1))
                 .handle_events_with(ponger)
@@ -217,10 +268,11 @@ pub fn ping_pong(system: System, plan: Plan, placement: &Placement) -> Result<Bl
         }),
         System::Disruptor => with_disruptor_wait!(plan.waiting, |wait| {
             let (mut pongs, pong_ring) =
-                disruptor::build_single_producer(PING_PONG_RING, || 0i64, wait).new_event_poller();
+                disruptor::build_single_producer(PING_PONG_RING, M::default, wait)
+                    .new_event_poller();
             let mut pong = pong_ring.build();
-            let ponger = move |ping: &i64, _: i64, _: bool| pong.publish(|event| *event = *ping);
-            let ping_ring = disruptor::build_single_producer(PING_PONG_RING, || 0i64, wait);
+            let ponger = move |ping: &M, _: i64, _: bool| pong.publish(|event| *event = *ping);
+            let ping_ring = disruptor::build_single_producer(PING_PONG_RING, M::default, wait);
             let mut ping = disruptor_options(ping_ring, "disruptor-ponger", placement.core(1))
                 .handle_events_with(ponger)
                 .build();
@@ -272,24 +324,24 @@ pub fn ping_pong_polling_ponger(plan: Plan, placement: &Placement) -> Result<Blo
 }
 
 /// The pinger's loop, whatever the system.
-fn pinger(ping: &mut impl Tx<i64>, pongs: &mut impl Rx<i64>, plan: Plan) -> Block {
+fn pinger<M: Ping>(ping: &mut impl Tx<M>, pongs: &mut impl Rx<M>, plan: Plan) -> Block {
     let clock = Clock(Instant::now());
     let mut pacer = Pacer::new(plan, clock);
     let mut recorder = Recorder::new(plan, clock, 0, 2);
     for k in 0.. {
         let intended = pacer.due(k);
-        send(ping, k as i64, plan.waiting);
+        send(ping, M::ping(k as i64), plan.waiting);
         let echo = recv(pongs, plan.waiting).expect("the ponger echoes every ping");
-        if recorder.record(echo, intended) {
+        if recorder.record(echo.k(), intended) {
             break;
         }
     }
     recorder.finish()
 }
 
-fn link_ping_pong<L: Link>(plan: Plan, placement: &Placement) -> Result<Block, String> {
-    let (mut ping, mut pings) = L::pair::<i64>(PING_PONG_RING);
-    let (mut pong, mut pongs) = L::pair::<i64>(PING_PONG_RING);
+fn link_ping_pong<L: Link, M: Ping>(plan: Plan, placement: &Placement) -> Result<Block, String> {
+    let (mut ping, mut pings) = L::pair::<M>(PING_PONG_RING);
+    let (mut pong, mut pongs) = L::pair::<M>(PING_PONG_RING);
     let ponger = spawn_on("ponger", placement.core(1), move || {
         while let Some(value) = recv(&mut pings, plan.waiting) {
             send(&mut pong, value, plan.waiting);
@@ -588,12 +640,7 @@ pub fn paired_throughput<E: ShapeEvent>(
         )
     };
     let samples = stats::rounds(rounds, contenders.len(), progress, |_, index| {
-        let (name, system, options) = &contenders[index];
-        let mut rig = Rig::new::<E>(*system, shape, placement, *options)
-            .unwrap_or_else(|| panic!("{name} cannot run {}", shape.name()));
-        rig.run(events / 4);
-        let rate = events as f64 / rig.run(events).as_secs_f64();
-        (rate, rig.hot_allocations())
+        sample_rate::<E>(&contenders[index], shape, placement, events)
     });
     Paired {
         rates: samples
@@ -606,6 +653,23 @@ pub fn paired_throughput<E: ShapeEvent>(
             .map(Option::unwrap_or_default)
             .collect(),
     }
+}
+
+/// One sample of `contender` in `shape` with events `E`, on a fresh rig
+/// warmed with a quarter of `events`: (events/s, allocations on its hot
+/// threads).
+pub fn sample_rate<E: ShapeEvent>(
+    contender: &Contender,
+    shape: Shape,
+    placement: &Placement,
+    events: u64,
+) -> (f64, u64) {
+    let (name, system, options) = contender;
+    let mut rig = Rig::new::<E>(*system, shape, placement, *options)
+        .unwrap_or_else(|| panic!("{name} cannot run {}", shape.name()));
+    rig.run(events / 4);
+    let rate = events as f64 / rig.run(events).as_secs_f64();
+    (rate, rig.hot_allocations())
 }
 
 /// The cache-line floor: the floor ring's one-way ping-pong latency (p50,
@@ -1323,7 +1387,7 @@ fn relay<T: peers::Message>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::{Event64, Event8};
+    use crate::events::{Event56, Event64, Event8};
 
     /// Threads that wait politely, so the tests run on any machine.
     fn polite(threads: usize) -> Placement {
@@ -1371,6 +1435,29 @@ mod tests {
         every_rig::<Event8>();
         every_rig::<Event>();
         every_rig::<Event64>();
+        every_rig::<Event56>();
+    }
+
+    #[test]
+    fn wide_pings_travel_whole_and_are_checked() {
+        assert_eq!(<[i64; 7]>::ping(5).k(), 5);
+        let mut torn = <[i64; 8]>::ping(5);
+        torn[7] = 4;
+        assert_eq!(torn.k(), -1, "a torn echo must not pass as ping 5");
+        let plan = Plan {
+            measured: 1_000,
+            interval: None,
+            waiting: Waiting::Yield,
+        };
+        for system in [System::Tickring, System::Disruptor, System::Floor] {
+            for block in [
+                ping_pong_of::<[i64; 7]>(system, plan, &polite(2)),
+                ping_pong_of::<[i64; 8]>(system, plan, &polite(2)),
+            ] {
+                let block = block.expect("ping-pong runs");
+                assert_eq!((block.wrong, block.histogram.len()), (0, 1_000));
+            }
+        }
     }
 
     #[test]

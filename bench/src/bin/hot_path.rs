@@ -13,7 +13,11 @@
 //!    tickring (ponger a handler thread), tickring with a ponger thread that
 //!    polls an `EventPoller` (its `/tr` column is the poller's cost against
 //!    a handler thread), the `disruptor` crate, rtrb (the fastest SPSC peer)
-//!    and the floor ring: one-way latency with paired ratios.
+//!    and the floor ring: one-way latency with paired ratios. Three more
+//!    rows move a market-data-sized message, every word checked: tickring
+//!    with a 56-byte event (stamp and event one 64-byte line: a 64-byte
+//!    record whose sequence is the ring's), tickring with a 64-byte event
+//!    (two lines) and the `disruptor` crate with the 64-byte event.
 //! 2. **1P-1C throughput** (LMAX's unicast shape, ring 65,536): tickring
 //!    with `publish`, with `batch_publish(10)`, and with its default
 //!    full-ring policy (`FullRingWait::Yield`; the others spin when pinned,
@@ -22,6 +26,11 @@
 //!    sample, then measures one sample whose sums are checked; the table
 //!    gives the median rate over rounds, the spread, and the paired ratios
 //!    to tickring and to the floor.
+//! 3. **Event size, 1P-1C and batch of 10**: tickring with the throughput
+//!    bench's 56-byte event (`56B`: one line a slot) and its 64-byte event
+//!    (`64B`: two lines), and the `disruptor` crate with the 64-byte event,
+//!    in the same rounds: what folding a 64-byte record's sequence into the
+//!    ring's stamp buys, paired against the same placement.
 //!
 //! Two pinned threads busy-spin when the process may use two cores;
 //! otherwise they yield and the output says so: the numbers then mean
@@ -30,6 +39,7 @@
 use std::process::ExitCode;
 
 use tickring::FullRingWait;
+use tickring_bench::events::{Event56, Event64};
 use tickring_bench::hist::{self, Rounds};
 use tickring_bench::peers::System;
 use tickring_bench::place::{Placement, Waiting};
@@ -72,6 +82,7 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     throughput(&placement, rounds, events);
+    event_size(&placement, rounds, events);
     ExitCode::SUCCESS
 }
 
@@ -93,7 +104,7 @@ fn ping_pong(placement: &Placement, rounds: usize, measured: u64) -> Result<(), 
         waiting: placement.waiting(),
     };
     type Run = fn(Plan, &Placement) -> Result<tickring_bench::scenarios::Block, String>;
-    let runs: [(&'static str, Run); 5] = [
+    let runs: [(&'static str, Run); 8] = [
         ("tickring", |plan, placement| {
             scenarios::ping_pong(System::Tickring, plan, placement)
         }),
@@ -106,6 +117,15 @@ fn ping_pong(placement: &Placement, rounds: usize, measured: u64) -> Result<(), 
         }),
         ("rtrb", |plan, placement| {
             scenarios::ping_pong(System::Rtrb, plan, placement)
+        }),
+        ("tickring, 56-byte event", |plan, placement| {
+            scenarios::ping_pong_of::<[i64; 7]>(System::Tickring, plan, placement)
+        }),
+        ("tickring, 64-byte event", |plan, placement| {
+            scenarios::ping_pong_of::<[i64; 8]>(System::Tickring, plan, placement)
+        }),
+        ("disruptor, 64-byte event", |plan, placement| {
+            scenarios::ping_pong_of::<[i64; 8]>(System::Disruptor, plan, placement)
         }),
         ("floor ring", |plan, placement| {
             scenarios::ping_pong(System::Floor, plan, placement)
@@ -174,4 +194,78 @@ fn throughput(placement: &Placement, rounds: usize, events: u64) {
         units::grouped(events)
     );
     stats::print_rates(&title, &names, &rates, 0, Some(contenders.len() - 1));
+}
+
+/// 1P-1C and its batch shape with the 56- and 64-byte events, paired: the
+/// rows differ in event and system only, never in placement or moment.
+fn event_size(placement: &Placement, rounds: usize, events: u64) {
+    let full_ring = tickring_bench::peers::full_ring_wait(placement.waiting());
+    let spin_if_full = TickOptions {
+        full_ring: Some(full_ring),
+        ..TickOptions::default()
+    };
+    type Sample = fn(&Contender, Shape, &Placement, u64) -> (f64, u64);
+    let rows: [(&str, System, Shape, Sample); 6] = [
+        (
+            "tickring 56B, 1 line",
+            System::Tickring,
+            Shape::Unicast,
+            scenarios::sample_rate::<Event56>,
+        ),
+        (
+            "tickring 64B, 2 lines",
+            System::Tickring,
+            Shape::Unicast,
+            scenarios::sample_rate::<Event64>,
+        ),
+        (
+            "disruptor 64B",
+            System::Disruptor,
+            Shape::Unicast,
+            scenarios::sample_rate::<Event64>,
+        ),
+        (
+            "tickring 56B, batch 10",
+            System::Tickring,
+            Shape::UnicastBatch,
+            scenarios::sample_rate::<Event56>,
+        ),
+        (
+            "tickring 64B, batch 10",
+            System::Tickring,
+            Shape::UnicastBatch,
+            scenarios::sample_rate::<Event64>,
+        ),
+        (
+            "disruptor 64B, batch 10",
+            System::Disruptor,
+            Shape::UnicastBatch,
+            scenarios::sample_rate::<Event64>,
+        ),
+    ];
+    let names = rows.map(|(name, ..)| name);
+    let samples = tickring_bench::stats::rounds(
+        rounds,
+        rows.len(),
+        progress("event size", rounds, names.to_vec()),
+        |_, index| {
+            let (name, system, shape, sample) = rows[index];
+            let (rate, allocations) = sample(
+                &(name.to_owned(), system, spin_if_full),
+                shape,
+                placement,
+                events,
+            );
+            assert!(
+                system != System::Tickring || allocations == 0,
+                "{name} allocated {allocations} times after build()"
+            );
+            rate
+        },
+    );
+    let title = format!(
+        "event size: 1P-1C and batch of 10, {} events per sample (median over {rounds} rounds)",
+        units::grouped(events)
+    );
+    stats::print_rates(&title, &names, &samples, 1, None);
 }
