@@ -126,7 +126,7 @@ pub use multi_producer::MultiProducer;
 pub use poller::{EventPoller, PollState};
 pub use producer::Producer;
 pub use report::{HandlerPanic, HandlerReport, PanicPolicy, ShutdownReport};
-pub use ring_buffer::MAX_RING_SIZE;
+pub use ring_buffer::{slot_bytes, MAX_RING_SIZE};
 pub use sequencer::FullRingWait;
 pub use wait::{Blocking, BusySpin, Sleeping, WaitStrategy, Yielding, MAX_SLEEP};
 

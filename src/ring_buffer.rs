@@ -80,6 +80,40 @@ pub(crate) const fn slot_stride<E>() -> usize {
     }
 }
 
+/// The bytes of ring memory one event of type `E` takes in an in-process
+/// ring: its slot, the 8-byte stamp and the event, laid out as the ring
+/// lays it out (rounded up to a power of two when it fits in a 64-byte
+/// line, else to whole lines). A ring of `size` events takes `size *
+/// slot_bytes::<E>()` bytes.
+///
+/// A 64-byte market-data record whose sequence number is the ring's takes
+/// one line: declare the other 56 bytes as the event, and every handler
+/// receives the sequence beside it (the stamp, already in the slot's line).
+/// A 64-byte event takes two lines. Check the fit at compile time:
+///
+/// ```
+/// /// A quote of 56 bytes; its sequence is the ring's.
+/// struct Quote {
+///     instrument: u32,
+///     venue: u32,
+///     bid: i64,
+///     ask: i64,
+///     bid_size: i64,
+///     ask_size: i64,
+///     exchange_ns: u64,
+///     receive_ns: u64,
+/// }
+/// const _: () = assert!(tickring::slot_bytes::<Quote>() == 64);
+/// assert_eq!(tickring::slot_bytes::<[u8; 64]>(), 128);
+/// assert_eq!(tickring::slot_bytes::<u64>(), 16);
+/// ```
+///
+/// The shared-memory ring ([`crate::shm`]) has its own layout, in whole
+/// lines.
+pub const fn slot_bytes<E>() -> usize {
+    slot_stride::<E>()
+}
+
 /// The ring of pre-allocated events, and the pipeline's run state beside the
 /// slots pointer and mask (the line every publish and batch reads anyway).
 pub(crate) struct RingBuffer<E> {
@@ -531,6 +565,25 @@ mod tests {
         check(|| [0u64; 8]);
         check(|| Line([0; 64]));
         check(|| Wide([0; 8]));
+    }
+
+    #[test]
+    fn slot_bytes_at_the_edges_of_each_layout() {
+        // Zero-sized, one byte, the largest of each class, the first of the next.
+        assert_eq!(slot_bytes::<()>(), 8);
+        assert_eq!(slot_bytes::<u8>(), 16);
+        assert_eq!(slot_bytes::<[u8; 8]>(), 16);
+        assert_eq!(slot_bytes::<[u8; 9]>(), 32);
+        assert_eq!(slot_bytes::<[u8; 24]>(), 32);
+        assert_eq!(slot_bytes::<[u8; 25]>(), 64);
+        assert_eq!(slot_bytes::<[u8; 56]>(), 64);
+        assert_eq!(slot_bytes::<[u8; 57]>(), 128);
+        assert_eq!(slot_bytes::<[u64; 8]>(), 128);
+        assert_eq!(slot_bytes::<[u8; 4096]>(), 4160);
+        // The largest ring of the largest-slot class still has a layout or
+        // a clear refusal, never an overflow.
+        assert!(ring_layout::<[u8; 4096]>(MAX_RING_SIZE).is_some());
+        assert!(ring_layout::<[u8; 4096]>(usize::MAX).is_none());
     }
 
     #[test]

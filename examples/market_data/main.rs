@@ -64,6 +64,10 @@ struct Tick {
     breach: AtomicU8,
 }
 
+// Stamp and tick share one 64-byte line per slot: growing `Tick` past 56
+// bytes would double the lines every event moves.
+const _: () = assert!(tickring::slot_bytes::<Tick>() == 64);
+
 /// One feed's deterministic stream of ticks.
 struct Feed {
     rng: Rng,
