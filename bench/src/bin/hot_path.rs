@@ -26,11 +26,13 @@
 //!    sample, then measures one sample whose sums are checked; the table
 //!    gives the median rate over rounds, the spread, and the paired ratios
 //!    to tickring and to the floor.
-//! 3. **Event size, 1P-1C and batch of 10**: tickring with the throughput
-//!    bench's 56-byte event (`56B`: one line a slot) and its 64-byte event
-//!    (`64B`: two lines), and the `disruptor` crate with the 64-byte event,
-//!    in the same rounds: what folding a 64-byte record's sequence into the
-//!    ring's stamp buys, paired against the same placement.
+//! 3. **Event size, 1P-1C, batch of 10 and pipeline 1P-3C**: tickring with
+//!    the throughput bench's 56-byte event (`56B`: one line a slot) and its
+//!    64-byte event (`64B`: two lines), and the `disruptor` crate with the
+//!    64-byte event (1P-1C and batch), in the same rounds: what folding a
+//!    64-byte record's sequence into the ring's stamp buys, paired against
+//!    the same placement. The pipeline rows run a tenth of the events, with
+//!    the throughput bench's placement for 4 threads.
 //!
 //! Two pinned threads busy-spin when the process may use two cores;
 //! otherwise they yield and the output says so: the numbers then mean
@@ -205,7 +207,8 @@ fn event_size(placement: &Placement, rounds: usize, events: u64) {
         ..TickOptions::default()
     };
     type Sample = fn(&Contender, Shape, &Placement, u64) -> (f64, u64);
-    let rows: [(&str, System, Shape, Sample); 6] = [
+    let four = Placement::for_threads(4);
+    let rows: [(&str, System, Shape, Sample); 8] = [
         (
             "tickring 56B, 1 line",
             System::Tickring,
@@ -242,6 +245,18 @@ fn event_size(placement: &Placement, rounds: usize, events: u64) {
             Shape::UnicastBatch,
             scenarios::sample_rate::<Event64>,
         ),
+        (
+            "tickring 56B, pipeline",
+            System::Tickring,
+            Shape::Pipeline,
+            scenarios::sample_rate::<Event56>,
+        ),
+        (
+            "tickring 64B, pipeline",
+            System::Tickring,
+            Shape::Pipeline,
+            scenarios::sample_rate::<Event64>,
+        ),
     ];
     let names = rows.map(|(name, ..)| name);
     let samples = tickring_bench::stats::rounds(
@@ -250,12 +265,25 @@ fn event_size(placement: &Placement, rounds: usize, events: u64) {
         progress("event size", rounds, names.to_vec()),
         |_, index| {
             let (name, system, shape, sample) = rows[index];
-            let (rate, allocations) = sample(
-                &(name.to_owned(), system, spin_if_full),
-                shape,
-                placement,
-                events,
-            );
+            let (rate, allocations) = if shape == Shape::Pipeline {
+                let options = TickOptions {
+                    full_ring: Some(tickring_bench::peers::full_ring_wait(four.waiting())),
+                    ..TickOptions::default()
+                };
+                sample(
+                    &(name.to_owned(), system, options),
+                    shape,
+                    &four,
+                    events / 10,
+                )
+            } else {
+                sample(
+                    &(name.to_owned(), system, spin_if_full),
+                    shape,
+                    placement,
+                    events,
+                )
+            };
             assert!(
                 system != System::Tickring || allocations == 0,
                 "{name} allocated {allocations} times after build()"
@@ -264,7 +292,7 @@ fn event_size(placement: &Placement, rounds: usize, events: u64) {
         },
     );
     let title = format!(
-        "event size: 1P-1C and batch of 10, {} events per sample (median over {rounds} rounds)",
+        "event size: 1P-1C, batch of 10, pipeline; {} events per sample (pipeline a tenth), median over {rounds} rounds",
         units::grouped(events)
     );
     stats::print_rates(&title, &names, &samples, 1, None);
