@@ -108,7 +108,7 @@ pub(crate) const fn slot_stride<E>() -> usize {
 /// assert_eq!(tickring::slot_bytes::<u64>(), 16);
 /// ```
 ///
-/// The shared-memory ring ([`crate::shm`]) has its own layout, in whole
+/// The shared-memory ring (module `shm`) has its own layout, in whole
 /// lines.
 pub const fn slot_bytes<E>() -> usize {
     slot_stride::<E>()
