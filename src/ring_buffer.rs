@@ -108,8 +108,8 @@ pub(crate) const fn slot_stride<E>() -> usize {
 /// assert_eq!(tickring::slot_bytes::<u64>(), 16);
 /// ```
 ///
-/// The shared-memory ring (module `shm`) has its own layout, in whole
-/// lines.
+/// The shared-memory ring (module `shm`) rounds its slots by the same rule,
+/// with the event's size rounded up to whole 8-byte words.
 pub const fn slot_bytes<E>() -> usize {
     slot_stride::<E>()
 }

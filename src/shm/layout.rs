@@ -7,8 +7,9 @@
 //!                   acknowledgement, line 3 the schema name
 //! HEADER_BYTES      ConsumerEntry × max_consumers (128 bytes each: line A
 //!                   sequence + state, line B heartbeat + pid)
-//! slots_offset      slot × capacity, slot_bytes each (a multiple of 64):
-//!                   word 0 the stamp, then the event's bytes in words
+//! slots_offset      slot × capacity, slot_bytes each (1, 2, 4 or 8 words,
+//!                   else whole lines: `slot_words_for`): word 0 the
+//!                   stamp, then the event's bytes in words
 //! ```
 //!
 //! Every field is an atomic word, so no access to shared memory is a data
@@ -23,7 +24,7 @@ use crate::loom::sync::atomic::{AtomicU64, Ordering};
 /// "TICKRSHM", little-endian.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"TICKRSHM");
 /// Bumped whenever the layout below changes.
-pub(crate) const LAYOUT_VERSION: u64 = 1;
+pub(crate) const LAYOUT_VERSION: u64 = 2;
 /// Bytes the schema name may take in the header.
 pub const MAX_SCHEMA_NAME: usize = 56;
 /// The most consumer entries a ring may have.
@@ -130,11 +131,18 @@ pub(crate) fn entry_generation(word: u64) -> u64 {
     word >> 8
 }
 
-/// Words of a slot for an event of `event_size` bytes: the stamp, the
-/// event's words, padding to a multiple of 64 bytes. A constant for a
-/// given event type, so the copies below unroll.
+/// Words of a slot for an event of `event_size` bytes: the stamp and the
+/// event's words, rounded up to a power of two when they fit in a 64-byte
+/// line (a `u64` event: 2 words, four slots to a line; no slot straddles a
+/// line), else to whole lines. The in-process ring's rounding. A constant
+/// for a given event type, so the copies below unroll.
 pub(crate) const fn slot_words_for(event_size: usize) -> usize {
-    (8 + event_size.div_ceil(8) * 8).div_ceil(64) * 8
+    let words = 1 + event_size.div_ceil(8);
+    if words <= WORDS_PER_LINE {
+        words.next_power_of_two()
+    } else {
+        words.div_ceil(WORDS_PER_LINE) * WORDS_PER_LINE
+    }
 }
 
 /// Words an event of type `E` takes.

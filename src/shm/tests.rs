@@ -251,7 +251,10 @@ fn events_of_any_size_round_trip_through_words() {
     #[repr(C)]
     struct Odd([u8; 13]);
     let geometry = Geometry::new(2, 1, 13, 1).unwrap();
-    assert_eq!(geometry.slot_words, 8, "stamp + 13 bytes fit one line");
+    assert_eq!(
+        geometry.slot_words, 4,
+        "stamp + 13 bytes: 3 words, two slots a line"
+    );
     let ring = HeapRing::new(geometry, "odd", 1, 0);
     let view = ring.view();
     let event = Odd(*b"thirteen byte");
@@ -259,6 +262,40 @@ fn events_of_any_size_round_trip_through_words() {
     assert_eq!(read_event::<Odd>(&view.slot(0)[1..]), event);
     let big = Geometry::new(2, 1, 64, 8).unwrap();
     assert_eq!(big.slot_words, 16, "a 64-byte event takes two lines");
+}
+
+#[test]
+fn slots_pack_within_lines_and_never_straddle_one() {
+    // (event bytes, slot words): zero, one, each class's largest and the next's first.
+    for (size, words) in [
+        (0, 1),
+        (1, 2),
+        (8, 2),
+        (9, 4),
+        (24, 4),
+        (25, 8),
+        (56, 8),
+        (57, 16),
+        (64, 16),
+        (super::MAX_EVENT_SIZE, super::MAX_EVENT_SIZE / 8 + 8),
+    ] {
+        assert_eq!(
+            super::layout::slot_words_for(size),
+            words,
+            "{size}-byte event"
+        );
+    }
+    for size in 0..=200 {
+        let words = super::layout::slot_words_for(size);
+        assert!(
+            words > size.div_ceil(8),
+            "{size}: the stamp and the event fit"
+        );
+        assert!(
+            words % 8 == 0 || (words.is_power_of_two() && words <= 8),
+            "{size}: a slot of {words} words would straddle a line"
+        );
+    }
 }
 
 #[test]
@@ -271,9 +308,9 @@ fn geometry_refuses_what_does_not_fit() {
     assert!(Geometry::new(1, 1, super::MAX_EVENT_SIZE + 1, 8).is_none());
     assert!(Geometry::new(1, 1, 8, 128).is_none());
     let largest = Geometry::new(super::MAX_SHM_CAPACITY, super::MAX_CONSUMERS, 8, 8).unwrap();
-    assert_eq!(largest.slot_words, 8);
+    assert_eq!(largest.slot_words, 2);
     let smallest = Geometry::new(1, 1, 0, 1).unwrap();
-    assert_eq!(smallest.slot_words, 8);
+    assert_eq!(smallest.slot_words, 1);
 }
 
 #[test]
