@@ -85,8 +85,10 @@ impl SequenceBarrier {
         if available < next {
             return None;
         }
-        // SAFETY: invariant 2 — every sequence up to `available` has its stamp
-        // acquired (first stage: `available_up_to` scanned them in order) or
+        // SAFETY: invariant 2 — every sequence up to `available` is published
+        // and its writes visible: first stage, `available_up_to` acquired each
+        // stamp in order, or (one producer) the stamp of `available` itself,
+        // which that producer released after every earlier event and stamp; or
         // is passed by every upstream sequence (acquired in `min_sequence`);
         // the caller's own sequence is `next - 1` and it stores a new one only
         // after dropping the batch (see `processor.rs` and `poller.rs`).

@@ -131,7 +131,8 @@ where
     F: FnMut() -> E,
     W: WaitStrategy,
 {
-    Builder::new(size, factory, wait)
+    // One producer: stamps in sequence order.
+    Builder::new(size, true, factory, wait)
 }
 
 /// Starts describing a pipeline that any number of threads publish into,
@@ -170,7 +171,8 @@ where
     F: FnMut() -> E,
     W: WaitStrategy,
 {
-    Builder::new(size, factory, wait)
+    // Several producers stamp in the order their claims complete.
+    Builder::new(size, false, factory, wait)
 }
 
 /// The thread body of one handler, made where its type is known so the
@@ -244,13 +246,14 @@ where
     E: Send + Sync + 'static,
     W: WaitStrategy,
 {
-    fn new(size: usize, mut factory: impl FnMut() -> E, wait: W) -> Self {
-        let (ring, size_error) = match RingBuffer::new(size, &mut factory) {
+    /// `in_order`: one producer, whose stamps follow sequence order.
+    fn new(size: usize, in_order: bool, mut factory: impl FnMut() -> E, wait: W) -> Self {
+        let (ring, size_error) = match RingBuffer::new(size, in_order, &mut factory) {
             Ok(ring) => (ring, None),
             // A one-slot stand-in, halted at once: pollers taken from this
             // builder report `Halted`, and `build()` reports the error.
             Err(error) => (
-                RingBuffer::new(1, &mut factory).expect("one slot is a valid size"),
+                RingBuffer::new(1, in_order, &mut factory).expect("one slot is a valid size"),
                 Some(error),
             ),
         };

@@ -32,8 +32,9 @@
 //!
 //! 1. A producer writes slot `s` only between claiming `s` and stamping `s`,
 //!    and only after every gating sequence is `>= s - size`.
-//! 2. A handler reads slot `s` only after seeing it published (stamp `== s`,
-//!    or an upstream sequence `>= s`), and only until it stores its own
+//! 2. A handler reads slot `s` only after seeing it published (stamp `== s`;
+//!    with one producer, which stamps in order, a stamp `== t` for a `t >=
+//!    s`; or an upstream sequence `>= s`), and only until it stores its own
 //!    sequence `>= s`.
 //! 3. A mutable handler is alone in its stage and every other handler is
 //!    strictly upstream or downstream of it.
@@ -123,6 +124,9 @@ pub(crate) struct RingBuffer<E> {
     mask: i64,
     /// The one halt flag and the shutdown point.
     pub(crate) state: RunState,
+    /// Stamps are written in sequence order (one producer): a published
+    /// stamp implies every earlier one (see `available_up_to`).
+    in_order: bool,
     /// The ring owns its slots (for the drop check and auto traits).
     _slots: PhantomData<Slot<E>>,
 }
@@ -222,7 +226,8 @@ impl Readable {
     /// # Safety
     ///
     /// Invariant 2: every sequence in `first..=last` is published (its stamp
-    /// was acquired, or an upstream sequence `>= last` was), and the holder's
+    /// was acquired, or, with one producer, the stamp of `last`, or an
+    /// upstream sequence `>= last` was), and the holder's
     /// own sequence is `< first` and stays so until it drops this token.
     #[inline]
     pub(crate) unsafe fn new(first: i64, last: i64) -> Self {
@@ -258,7 +263,14 @@ impl SoleWriter {
 impl<E> RingBuffer<E> {
     /// Allocates `size` slots, each filled by `factory`, so every page the
     /// ring uses is touched before the first event travels.
-    pub(crate) fn new(size: usize, factory: &mut dyn FnMut() -> E) -> Result<Self, BuildError> {
+    ///
+    /// `in_order`: only one producer writes the ring, so its stamps are
+    /// written in sequence order (the single producer); `false` for several.
+    pub(crate) fn new(
+        size: usize,
+        in_order: bool,
+        factory: &mut dyn FnMut() -> E,
+    ) -> Result<Self, BuildError> {
         if size == 0 || !size.is_power_of_two() || size > MAX_RING_SIZE {
             return Err(BuildError::InvalidRingSize { size });
         }
@@ -293,6 +305,7 @@ impl<E> RingBuffer<E> {
             base,
             mask: size as i64 - 1,
             state: RunState::new(),
+            in_order,
             _slots: PhantomData,
         })
     }
@@ -317,12 +330,22 @@ impl<E> RingBuffer<E> {
     }
 
     /// The highest sequence `h` in `next..=limit` such that every event in
-    /// `next..=h` is published; `next - 1` when `next` is not.
+    /// `next..=h` is published; `next - 1` when `next` is not. With one
+    /// producer (`in_order`), `limit` stamped answers for the whole range.
     #[inline]
     pub(crate) fn available_up_to(&self, next: i64, limit: i64) -> i64 {
         // The base and mask in locals: the acquire loads below would
         // otherwise make the compiler reload them from `self` per stamp.
         let slots = self.slots();
+        // One producer stamps in sequence order, each stamp a release after
+        // the event and every earlier stamp: seeing `limit` stamped (acquire)
+        // shows every event up to it. A consumer behind by a whole batch
+        // (the ring full: the consumer is the bottleneck) then skips the
+        // scan. Several producers stamp out of order; they always scan.
+        if self.in_order && limit > next && slots.slot(limit).stamp.load(Ordering::Acquire) == limit
+        {
+            return limit;
+        }
         let mut highest = next - 1;
         while highest < limit {
             let candidate = highest + 1;
@@ -496,9 +519,11 @@ impl<'a, E> Slots<'a, E> {
 mod tests {
     use super::*;
 
+    /// A ring whose stamps may come out of order (several producers), so
+    /// the tests may publish any claim.
     fn ring(size: usize) -> RingBuffer<u64> {
         let mut next = 0;
-        RingBuffer::new(size, &mut || {
+        RingBuffer::new(size, false, &mut || {
             next += 1;
             next
         })
@@ -518,7 +543,9 @@ mod tests {
     #[test]
     fn rejects_sizes_that_are_not_powers_of_two_or_too_large() {
         for size in [0, 3, 6, 1000, MAX_RING_SIZE * 2, usize::MAX] {
-            let error = RingBuffer::new(size, &mut || 0u8).err().expect("error");
+            let error = RingBuffer::new(size, true, &mut || 0u8)
+                .err()
+                .expect("error");
             assert_eq!(error, BuildError::InvalidRingSize { size });
         }
     }
@@ -540,7 +567,7 @@ mod tests {
         assert_eq!(slot_stride::<Line>(), 128);
         assert_eq!(slot_stride::<Wide>(), 256);
         fn check<E>(make: fn() -> E) {
-            let ring = RingBuffer::new(8, &mut || make()).expect("valid size");
+            let ring = RingBuffer::new(8, true, &mut || make()).expect("valid size");
             let stride = slot_stride::<E>();
             for sequence in 0..8 {
                 let slot = ring.slot(sequence) as *const Slot<E> as usize;
@@ -604,7 +631,7 @@ mod tests {
         };
         let mut made = 0;
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            RingBuffer::new(8, &mut || {
+            RingBuffer::new(8, true, &mut || {
                 made += 1;
                 assert!(made < 5, "the factory fails at its fifth event");
                 make()
@@ -612,7 +639,7 @@ mod tests {
         }));
         assert!(outcome.is_err());
         assert_eq!(live.get(), 0, "the four slots made are dropped");
-        let ring = RingBuffer::new(4, &mut || make()).expect("valid size");
+        let ring = RingBuffer::new(4, true, &mut || make()).expect("valid size");
         assert_eq!(live.get(), 4);
         drop(ring);
         assert_eq!(live.get(), 0, "dropping the ring drops every event");
@@ -660,6 +687,28 @@ mod tests {
     }
 
     #[test]
+    fn an_in_order_ring_reads_one_stamp_for_a_whole_batch() {
+        let ring = RingBuffer::new(8, true, &mut || 0u64).expect("valid size");
+        // Nothing published: no batch, whichever path.
+        assert_eq!(ring.available_up_to(0, 7), -1);
+        for sequence in 0..=2 {
+            ring.publish_unwritten(&mut claim(sequence, sequence));
+        }
+        // `limit` not stamped: the scan finds the end.
+        assert_eq!(ring.available_up_to(0, 7), 2);
+        assert_eq!(ring.available_up_to(0, 0), 0);
+        assert_eq!(ring.available_up_to(3, 7), 2);
+        for sequence in 3..=9 {
+            ring.publish_unwritten(&mut claim(sequence, sequence));
+        }
+        // `limit` stamped in this lap: the whole range at once.
+        assert_eq!(ring.available_up_to(2, 9), 9);
+        assert_eq!(ring.available_up_to(4, 6), 6);
+        // A stamp from the lap before is not this lap's `limit`.
+        assert_eq!(ring.available_up_to(10, 17), 9);
+    }
+
+    #[test]
     fn mutable_access_is_seen_by_later_reads() {
         let ring = ring(2);
         ring.publish_unwritten(&mut claim(0, 0));
@@ -691,7 +740,9 @@ mod tests {
         use crate::sequence::Sequence;
         use std::sync::Arc;
         let events: i64 = if cfg!(miri) { 200 } else { 100_000 };
-        let ring = Arc::new(RingBuffer::new(4, &mut || (0i64, 0i64)).unwrap());
+        // One writer thread: stamps in order, so the reader's batches of up
+        // to the ring's size take the one-stamp path whenever it is behind.
+        let ring = Arc::new(RingBuffer::new(4, true, &mut || (0i64, 0i64)).unwrap());
         let consumed = Arc::new(Sequence::new());
         let reader = {
             let ring = Arc::clone(&ring);
@@ -699,7 +750,7 @@ mod tests {
             std::thread::spawn(move || {
                 let mut next = 0;
                 while next < events {
-                    let available = ring.available_up_to(next, events - 1);
+                    let available = ring.available_up_to(next, (next + 3).min(events - 1));
                     if available < next {
                         std::thread::yield_now();
                         continue;
