@@ -43,6 +43,9 @@ pub(crate) struct SequenceBarrier {
     dependencies: Box<[Arc<Sequence>]>,
     /// The last upstream minimum seen: no re-read while it covers the request.
     cached_available: i64,
+    /// A first stage's last batch reached its limit: it is behind, so the
+    /// next batch's limit is probably stamped (see `available_up_to`).
+    behind: bool,
 }
 
 impl SequenceBarrier {
@@ -50,6 +53,7 @@ impl SequenceBarrier {
         Self {
             dependencies,
             cached_available: -1,
+            behind: false,
         }
     }
 
@@ -63,7 +67,9 @@ impl SequenceBarrier {
     #[inline]
     fn available<E>(&mut self, ring: &RingBuffer<E>, next: i64, limit: i64) -> i64 {
         if self.dependencies.is_empty() {
-            ring.available_up_to(next, limit)
+            let highest = ring.available_up_to(next, limit, self.behind);
+            self.behind = highest == limit;
+            highest
         } else {
             if self.cached_available < next {
                 self.cached_available = min_sequence(&self.dependencies, i64::MAX);

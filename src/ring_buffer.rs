@@ -331,9 +331,10 @@ impl<E> RingBuffer<E> {
 
     /// The highest sequence `h` in `next..=limit` such that every event in
     /// `next..=h` is published; `next - 1` when `next` is not. With one
-    /// producer (`in_order`), `limit` stamped answers for the whole range.
+    /// producer (`in_order`) and `behind` (the caller's last batch reached
+    /// its limit), `limit` stamped answers for the whole range.
     #[inline]
-    pub(crate) fn available_up_to(&self, next: i64, limit: i64) -> i64 {
+    pub(crate) fn available_up_to(&self, next: i64, limit: i64, behind: bool) -> i64 {
         // The base and mask in locals: the acquire loads below would
         // otherwise make the compiler reload them from `self` per stamp.
         let slots = self.slots();
@@ -341,8 +342,13 @@ impl<E> RingBuffer<E> {
         // the event and every earlier stamp: seeing `limit` stamped (acquire)
         // shows every event up to it. A consumer behind by a whole batch
         // (the ring full: the consumer is the bottleneck) then skips the
-        // scan. Several producers stamp out of order; they always scan.
-        if self.in_order && limit > next && slots.slot(limit).stamp.load(Ordering::Acquire) == limit
+        // scan. Only after a full batch: a consumer that keeps up would read
+        // a line the producer is about to write. Several producers stamp out
+        // of order; they always scan.
+        if behind
+            && self.in_order
+            && limit > next
+            && slots.slot(limit).stamp.load(Ordering::Acquire) == limit
         {
             return limit;
         }
@@ -679,33 +685,35 @@ mod tests {
         let ring = ring(8);
         ring.publish_unwritten(&mut claim(0, 2));
         ring.publish_unwritten(&mut claim(4, 4));
-        assert_eq!(ring.available_up_to(0, 7), 2);
-        assert_eq!(ring.available_up_to(0, 1), 1);
-        assert_eq!(ring.available_up_to(3, 7), 2);
+        assert_eq!(ring.available_up_to(0, 7, true), 2);
+        assert_eq!(ring.available_up_to(0, 1, true), 1);
+        assert_eq!(ring.available_up_to(3, 7, true), 2);
         ring.publish_unwritten(&mut claim(3, 3));
-        assert_eq!(ring.available_up_to(3, 7), 4);
+        assert_eq!(ring.available_up_to(3, 7, true), 4);
     }
 
     #[test]
     fn an_in_order_ring_reads_one_stamp_for_a_whole_batch() {
         let ring = RingBuffer::new(8, true, &mut || 0u64).expect("valid size");
         // Nothing published: no batch, whichever path.
-        assert_eq!(ring.available_up_to(0, 7), -1);
+        assert_eq!(ring.available_up_to(0, 7, true), -1);
         for sequence in 0..=2 {
             ring.publish_unwritten(&mut claim(sequence, sequence));
         }
         // `limit` not stamped: the scan finds the end.
-        assert_eq!(ring.available_up_to(0, 7), 2);
-        assert_eq!(ring.available_up_to(0, 0), 0);
-        assert_eq!(ring.available_up_to(3, 7), 2);
+        assert_eq!(ring.available_up_to(0, 7, true), 2);
+        assert_eq!(ring.available_up_to(0, 0, true), 0);
+        assert_eq!(ring.available_up_to(3, 7, true), 2);
         for sequence in 3..=9 {
             ring.publish_unwritten(&mut claim(sequence, sequence));
         }
         // `limit` stamped in this lap: the whole range at once.
-        assert_eq!(ring.available_up_to(2, 9), 9);
-        assert_eq!(ring.available_up_to(4, 6), 6);
+        assert_eq!(ring.available_up_to(2, 9, true), 9);
+        assert_eq!(ring.available_up_to(4, 6, true), 6);
+        // A caller that kept up scans instead, to the same answer.
+        assert_eq!(ring.available_up_to(2, 9, false), 9);
         // A stamp from the lap before is not this lap's `limit`.
-        assert_eq!(ring.available_up_to(10, 17), 9);
+        assert_eq!(ring.available_up_to(10, 17, true), 9);
     }
 
     #[test]
@@ -750,7 +758,7 @@ mod tests {
             std::thread::spawn(move || {
                 let mut next = 0;
                 while next < events {
-                    let available = ring.available_up_to(next, (next + 3).min(events - 1));
+                    let available = ring.available_up_to(next, (next + 3).min(events - 1), true);
                     if available < next {
                         std::thread::yield_now();
                         continue;
