@@ -144,3 +144,41 @@ impl SequenceBarrier {
         None
     }
 }
+
+#[cfg(all(test, not(tickring_loom)))]
+mod tests {
+    use super::*;
+    use crate::ring_buffer::Claim;
+
+    /// Stamps `first..=last` without events (the tests only read stamps).
+    fn publish(ring: &RingBuffer<u64>, first: i64, last: i64) {
+        // SAFETY: single-threaded test; nothing reads the events.
+        ring.publish_unwritten(&mut unsafe { Claim::new(first, last) });
+    }
+
+    #[test]
+    fn a_first_stage_probes_the_limit_only_after_a_full_batch() {
+        let ring = RingBuffer::new(16, true, &mut || 0u64).expect("valid size");
+        publish(&ring, 0, 3);
+        // A gap at 4 with 7 stamped: one producer never leaves it, so it
+        // shows whether the barrier trusted the stamp of 7 alone.
+        publish(&ring, 5, 5);
+        publish(&ring, 7, 7);
+        let mut caught_up = SequenceBarrier::new(Box::new([]));
+        assert!(
+            caught_up.try_batch(&ring, 4, 7).is_none(),
+            "no full batch yet: scanned"
+        );
+        let mut behind = SequenceBarrier::new(Box::new([]));
+        let first = behind.try_batch(&ring, 0, 3).expect("0..=3 published");
+        assert_eq!(first.readable.last(), 3, "a full batch");
+        let next = behind.try_batch(&ring, 4, 7).expect("probed: 7 is stamped");
+        assert_eq!(next.readable.last(), 7);
+        // A short (here empty) batch clears it again.
+        assert!(behind.try_batch(&ring, 8, 11).is_none());
+        assert!(
+            behind.try_batch(&ring, 4, 7).is_none(),
+            "scanned after a short batch"
+        );
+    }
+}

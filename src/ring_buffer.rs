@@ -717,6 +717,26 @@ mod tests {
     }
 
     #[test]
+    fn only_an_in_order_ring_that_is_behind_trusts_the_limit_alone() {
+        // A gap at 1 with 2 stamped: what several producers can leave, and
+        // one producer never does. It shows which path answered.
+        for in_order in [true, false] {
+            let ring = RingBuffer::new(8, in_order, &mut || 0u64).expect("valid size");
+            ring.publish_unwritten(&mut claim(0, 0));
+            ring.publish_unwritten(&mut claim(2, 2));
+            // Several producers: the scan stops at the gap, behind or not.
+            // One producer: behind, the stamp of `limit` answers alone.
+            let trusted = if in_order { 2 } else { 0 };
+            assert_eq!(
+                ring.available_up_to(0, 2, true),
+                trusted,
+                "in order: {in_order}"
+            );
+            assert_eq!(ring.available_up_to(0, 2, false), 0, "in order: {in_order}");
+        }
+    }
+
+    #[test]
     fn mutable_access_is_seen_by_later_reads() {
         let ring = ring(2);
         ring.publish_unwritten(&mut claim(0, 0));
