@@ -1394,6 +1394,21 @@ mod tests {
         Placement::exclusive(threads).with_waiting(Waiting::Yield)
     }
 
+    /// Runs `run` on its own thread and fails the test if it has not
+    /// finished within a minute: a lost message fails, never hangs CI.
+    fn within_a_minute<T: Send + 'static>(
+        what: &str,
+        run: impl FnOnce() -> T + Send + 'static,
+    ) -> T {
+        let (done, finished) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = done.send(run());
+        });
+        finished
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("{what}: not finished within a minute (or it panicked)"))
+    }
+
     /// Every shape, every system that can express it, events `E`: two
     /// samples check the running sums, and tickring's hot threads allocate
     /// nothing in the second.
@@ -1451,8 +1466,12 @@ mod tests {
         };
         for system in [System::Tickring, System::Disruptor, System::Floor] {
             for block in [
-                ping_pong_of::<[i64; 7]>(system, plan, &polite(2)),
-                ping_pong_of::<[i64; 8]>(system, plan, &polite(2)),
+                within_a_minute("56-byte ping-pong", move || {
+                    ping_pong_of::<[i64; 7]>(system, plan, &polite(2))
+                }),
+                within_a_minute("64-byte ping-pong", move || {
+                    ping_pong_of::<[i64; 8]>(system, plan, &polite(2))
+                }),
             ] {
                 let block = block.expect("ping-pong runs");
                 assert_eq!((block.wrong, block.histogram.len()), (0, 1_000));
@@ -1478,8 +1497,11 @@ mod tests {
             waiting: Waiting::Yield,
         };
         for system in System::ALL {
-            let ping_pong = ping_pong(system, plan, &polite(2)).expect("ping-pong runs");
-            let pipeline = pipeline(system, plan, &polite(4)).expect("pipeline runs");
+            let ping_pong =
+                within_a_minute("ping-pong", move || ping_pong(system, plan, &polite(2)))
+                    .expect("ping-pong runs");
+            let pipeline = within_a_minute("pipeline", move || pipeline(system, plan, &polite(4)))
+                .expect("pipeline runs");
             for block in [ping_pong, pipeline] {
                 assert_eq!(
                     (block.wrong, block.histogram.len()),
