@@ -691,6 +691,11 @@ where
             .flatten()
             .filter(|spec| spec.body.is_some())
             .count();
+        if thread_count == 0 {
+            // Pollers only: nothing can halt the pipeline once it is built,
+            // so they need no halt check between events.
+            shared.ring.state.set_no_threads();
+        }
         let mut upstream: Box<[Arc<Sequence>]> = Box::new([]);
         for (stage_index, stage) in std::mem::take(&mut self.stages).into_iter().enumerate() {
             let stage_sequences: Box<[Arc<Sequence>]> = stage

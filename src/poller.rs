@@ -24,6 +24,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::barrier::{Batch, SequenceBarrier, WaitOutcome};
+use crate::ring_buffer::Entry;
 use crate::sequence::Sequence;
 use crate::shared::Shared;
 use crate::wait::WaitStrategy;
@@ -73,7 +74,7 @@ pub enum PollState {
 #[must_use = "a poller consumes only when polled; dropping it hands its events to nobody"]
 pub struct EventPoller<E, W: WaitStrategy> {
     name: String,
-    shared: Arc<Shared<E, W>>,
+    pub(crate) shared: Arc<Shared<E, W>>,
     core: PollerCore,
 }
 
@@ -159,11 +160,16 @@ impl PollerCore {
             wait: &shared.wait,
             stopped_at: next,
         };
+        // Only threads halt a running pipeline: with none, the halt is
+        // checked before each window, not before each event (see
+        // `processor::run_batch`).
+        let check_each = ring.state.threads_may_halt();
         // Nothing handed out when the pipeline halted before the first event.
         let (mut at, mut window) = (next, 1);
-        'batch: while !ring.state.is_halted() {
+        while !ring.state.is_halted() {
             let scan_to = (at + window).min(limit);
-            let Some(Batch { readable, .. }) = release.core.barrier.try_batch(ring, at, scan_to)
+            let Some(Batch { mut readable, .. }) =
+                release.core.barrier.try_batch(ring, at, scan_to)
             else {
                 break;
             };
@@ -173,17 +179,21 @@ impl PollerCore {
             // otherwise `last` waits for the next window, which knows.
             let ends = last < scan_to || last == limit;
             let hand_to = if ends { last } else { last - 1 };
-            while at <= hand_to {
-                let end_of_batch = ends && at == last;
-                let keep_going = handler(slots.read(&readable, at), at, end_of_batch);
-                // Past the event only once the handler returned: after a
-                // panic, the event comes again on the next poll.
-                at += 1;
-                release.stopped_at = at;
-                if !keep_going || end_of_batch || ring.state.is_halted() {
-                    break 'batch;
-                }
+            let each = |entry: Entry<'_, E>, sequence, end_of_batch| {
+                handler(entry.event(), sequence, end_of_batch)
+            };
+            // Past an event only once the handler returned: after a panic,
+            // the event comes again on the next poll.
+            let stopped_at = &mut release.stopped_at;
+            let completed = if check_each {
+                slots.each::<true>(&mut readable, hand_to, ends, &ring.state, stopped_at, each)
+            } else {
+                slots.each::<false>(&mut readable, hand_to, ends, &ring.state, stopped_at, each)
+            };
+            if !completed || ends {
+                break;
             }
+            at = release.stopped_at;
             window = (window * 2).min(release.core.max_batch_size);
         }
         let handed_out = release.stopped_at > next;

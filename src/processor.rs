@@ -1,12 +1,13 @@
 //! The consumer loop: how a handler thread, a worker of a pool and a poller
 //! take events from the ring, and the panic policy.
 //!
-//! One batch loop ([`run_batch`]) serves all three: it hands each event of a
-//! [`Readable`] range to the consumer in order, stops before the next event
-//! once the pipeline has halted, and records how far it got even when the
-//! consumer panics. Around it, a handler thread waits for the whole backlog
-//! (bounded by `max_batch_size`) and releases it with one store; a worker
-//! claims one sequence at a time from its pool; a poller does not wait.
+//! One batch loop (`Slots::each`, in `ring_buffer.rs`) serves all three: it
+//! hands each event of a [`Readable`] range to the consumer in order, stops
+//! before the next event once the pipeline has halted, and records how far
+//! it got even when the consumer panics. Around it, a handler thread waits
+//! for the whole backlog (bounded by `max_batch_size`) and releases it with
+//! one store; a worker claims one sequence at a time from its pool; a poller
+//! does not wait.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use crate::handler::{EventHandler, MutEventHandler};
 use crate::loom::sync::atomic::{AtomicI64, Ordering};
 use crate::loom::sync::mpsc;
 use crate::report::{drop_payload, panic_message, HandlerPanic, HandlerReport, PanicPolicy};
-use crate::ring_buffer::{Readable, RingBuffer, Slots, SoleWriter};
+use crate::ring_buffer::{Entry, Readable, RingBuffer, SoleWriter};
 use crate::sequence::Sequence;
 use crate::shared::Shared;
 use crate::wait::WaitStrategy;
@@ -26,13 +27,7 @@ use crate::wait::WaitStrategy;
 /// How a handler reaches the slot: `&E` or `&mut E`. Two small adapters keep
 /// one batch loop for both kinds of handler.
 pub(crate) trait Consume<E> {
-    fn consume(
-        &mut self,
-        slots: Slots<'_, E>,
-        readable: &mut Readable,
-        sequence: i64,
-        end_of_batch: bool,
-    );
+    fn consume(&mut self, entry: Entry<'_, E>, sequence: i64, end_of_batch: bool);
     fn on_batch_start(&mut self, batch_size: i64, queue_depth: i64);
     fn on_start(&mut self);
     fn on_shutdown(&mut self);
@@ -44,9 +39,8 @@ pub(crate) struct Reader<H>(pub(crate) H);
 
 impl<E, H: EventHandler<E>> Consume<E> for Reader<H> {
     #[inline]
-    fn consume(&mut self, slots: Slots<'_, E>, readable: &mut Readable, sequence: i64, end: bool) {
-        self.0
-            .on_event(slots.read(readable, sequence), sequence, end);
+    fn consume(&mut self, entry: Entry<'_, E>, sequence: i64, end: bool) {
+        self.0.on_event(entry.event(), sequence, end);
     }
     #[inline]
     fn on_batch_start(&mut self, batch_size: i64, queue_depth: i64) {
@@ -71,9 +65,9 @@ pub(crate) struct Writer<H> {
 
 impl<E, H: MutEventHandler<E>> Consume<E> for Writer<H> {
     #[inline]
-    fn consume(&mut self, slots: Slots<'_, E>, readable: &mut Readable, sequence: i64, end: bool) {
-        let event = slots.modify(readable, &self.sole, sequence);
-        self.handler.on_event(event, sequence, end);
+    fn consume(&mut self, mut entry: Entry<'_, E>, sequence: i64, end: bool) {
+        self.handler
+            .on_event(entry.event_mut(&self.sole), sequence, end);
     }
     #[inline]
     fn on_batch_start(&mut self, batch_size: i64, queue_depth: i64) {
@@ -121,11 +115,11 @@ pub(crate) fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     })
 }
 
-/// Hands each sequence of `readable` to `each(slots, readable, sequence,
-/// end_of_batch)` in order, until `each` returns `false` or the pipeline
-/// halts (after a halt no participant starts another event). `stopped_at`
-/// ends as the first sequence not completed — also when `each` panics,
-/// which leaves it at the sequence that panicked.
+/// Hands each event of `readable` to `each(entry, sequence, end_of_batch)`
+/// in order, until `each` returns `false` or the pipeline halts (after a
+/// halt no participant starts another event). `stopped_at` ends as the
+/// first sequence not completed — also when `each` panics, which leaves it
+/// at the sequence that panicked.
 ///
 /// `others_may_halt`: another thread of the pipeline could halt it while
 /// this batch runs, so the halt is checked before every event. Without one
@@ -139,56 +133,13 @@ pub(crate) fn run_batch<E>(
     readable: &mut Readable,
     stopped_at: &mut i64,
     others_may_halt: bool,
-    each: impl FnMut(Slots<'_, E>, &mut Readable, i64, bool) -> bool,
-) {
+    each: impl FnMut(Entry<'_, E>, i64, bool) -> bool,
+) -> bool {
+    let (slots, last) = (ring.slots(), readable.last());
     if others_may_halt {
-        batch_loop::<E, true>(ring, readable, stopped_at, each);
+        slots.each::<true>(readable, last, true, &ring.state, stopped_at, each)
     } else {
-        batch_loop::<E, false>(ring, readable, stopped_at, each);
-    }
-}
-
-/// `run_batch`'s loop, with or without the check before each event.
-#[inline]
-fn batch_loop<E, const CHECK_EACH: bool>(
-    ring: &RingBuffer<E>,
-    readable: &mut Readable,
-    stopped_at: &mut i64,
-    mut each: impl FnMut(Slots<'_, E>, &mut Readable, i64, bool) -> bool,
-) {
-    // In registers for the whole loop (see `Slots`).
-    let slots = ring.slots();
-    let end = readable.last();
-    // Written back by `Progress`'s drop, so the counter lives in a register.
-    let mut progress = Progress {
-        at: readable.first(),
-        out: stopped_at,
-    };
-    if progress.at > end || ring.state.is_halted() {
-        return;
-    }
-    loop {
-        let keep_going = each(slots, readable, progress.at, progress.at == end);
-        progress.at += 1;
-        // The halt is checked before the next event, after the bounds: the
-        // last event of a batch costs no extra load.
-        if !keep_going || progress.at > end || (CHECK_EACH && ring.state.is_halted()) {
-            break;
-        }
-    }
-}
-
-/// The sequence a batch has reached, copied out when it is dropped: on a
-/// normal exit and while a panic unwinds through the batch.
-struct Progress<'a> {
-    at: i64,
-    out: &'a mut i64,
-}
-
-impl Drop for Progress<'_> {
-    #[inline]
-    fn drop(&mut self) {
-        *self.out = self.at;
+        slots.each::<false>(readable, last, true, &ring.state, stopped_at, each)
     }
 }
 
@@ -229,11 +180,11 @@ fn consume_batch<E, W: WaitStrategy, C: Consume<E>>(
             &mut readable,
             &mut stopped_at,
             context.others_may_halt,
-            |slots, readable, sequence, end_of_batch| {
-                consumer.consume(slots, readable, sequence, end_of_batch);
+            |entry, sequence, end_of_batch| {
+                consumer.consume(entry, sequence, end_of_batch);
                 true
             },
-        )
+        );
     });
     report.events_handled += (stopped_at - next) as u64;
     match outcome {

@@ -25,8 +25,8 @@
 //! | token | made by | grants | invariant |
 //! |---|---|---|---|
 //! | [`Claim`] | the sequencers, after the room check | write, then publish, each claimed slot | 1 |
-//! | [`Readable`] | `SequenceBarrier`, from stamps or upstream sequences | `&E` for each sequence in it, until the holder releases it | 2 |
-//! | [`SoleWriter`] | `build()`, after checking a mutable handler has no sibling | with a `&mut Readable`, `&mut E` | 3 |
+//! | [`Readable`] | `SequenceBarrier`, from stamps or upstream sequences | through [`Slots::each`], `&E` for each sequence in it, until the holder releases it | 2 |
+//! | [`SoleWriter`] | `build()`, after checking a mutable handler has no sibling | with an [`Entry`] (lent under a `&mut Readable`), `&mut E` | 3 |
 //!
 //! The invariants:
 //!
@@ -475,47 +475,110 @@ impl<'a, E> Slots<'a, E> {
         unsafe { &*(self.base.as_ptr().add(index * slot_stride::<E>()) as *const Slot<E>) }
     }
 
-    /// The published event `sequence`, readable while `readable` is held.
+    /// Hands the events of `readable` from its first through `to` (at most
+    /// its last) to `each(entry, sequence, end_of_batch)`, in order;
+    /// `end_of_batch` is set on `to` when `closes`. Stops after a call that
+    /// returns `false`, or when the pipeline halted: before the first event,
+    /// and with `CHECK_HALT` before every later one (see `processor.rs`).
+    /// `stopped_at` ends as the first sequence not completed, also while a
+    /// panic unwinds (it then names the event that panicked). Returns
+    /// whether every event through `to` was handed out and each call
+    /// returned `true`.
+    ///
+    /// The range is checked once, not per event: a panic path between two
+    /// events would make the compiler store the consumer's state to memory
+    /// before each of them (0.8 against 1.2-1.5 ns an event in a poller's
+    /// loop, `BENCHMARKS.md`, 2026-12-03).
     #[inline]
-    pub(crate) fn read<'r>(self, readable: &'r Readable, sequence: i64) -> &'r E
-    where
-        'a: 'r,
-    {
-        assert!(
-            readable.first <= sequence && sequence <= readable.last,
-            "read outside the readable range"
-        );
-        self.slot(sequence).event.with(|event| {
-            // SAFETY: invariant 2, vouched for by `readable` (made only by a
-            // barrier that saw `sequence` published and passed upstream):
-            // the producer cannot rewrite the slot while the holder's own
-            // sequence is below it, and no mutable stage holds it now. The
-            // reference lives no longer than the borrow of `readable`.
+    pub(crate) fn each<const CHECK_HALT: bool>(
+        self,
+        readable: &mut Readable,
+        to: i64,
+        closes: bool,
+        state: &RunState,
+        stopped_at: &mut i64,
+        mut each: impl FnMut(Entry<'_, E>, i64, bool) -> bool,
+    ) -> bool {
+        assert!(to <= readable.last, "a batch beyond its readable range");
+        // Written back by `Progress`'s drop, so the counter lives in a register.
+        let mut progress = Progress {
+            at: readable.first,
+            out: stopped_at,
+        };
+        if progress.at > to {
+            return true;
+        }
+        if state.is_halted() {
+            return false;
+        }
+        loop {
+            let sequence = progress.at;
+            let entry = Entry {
+                slot: self.slot(sequence),
+                _readable: PhantomData,
+            };
+            let keep_going = each(entry, sequence, closes && sequence == to);
+            progress.at += 1;
+            if !keep_going {
+                return false;
+            }
+            if progress.at > to {
+                return true;
+            }
+            // After the bounds: the last event of a batch costs no extra load.
+            if CHECK_HALT && state.is_halted() {
+                return false;
+            }
+        }
+    }
+}
+
+/// The sequence a batch has reached, copied out when it is dropped: on a
+/// normal exit and while a panic unwinds through the batch.
+struct Progress<'a> {
+    at: i64,
+    out: &'a mut i64,
+}
+
+impl Drop for Progress<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        *self.out = self.at;
+    }
+}
+
+/// One event of a [`Readable`] range, lent by [`Slots::each`] for one call
+/// of its closure (which must accept any lifetime `'r`, so nothing it gets
+/// outlives the call).
+pub(crate) struct Entry<'r, E> {
+    slot: &'r Slot<E>,
+    /// Made while `each` holds the `Readable` exclusively.
+    _readable: PhantomData<&'r mut Readable>,
+}
+
+impl<E> Entry<'_, E> {
+    /// The published event.
+    #[inline]
+    pub(crate) fn event(&self) -> &E {
+        self.slot.event.with(|event| {
+            // SAFETY: invariant 2, vouched for by the `Readable` that `each`
+            // holds exclusively while this entry lives (its sequence lies in
+            // the range, checked once by `each`): the slot is published and
+            // the producer cannot rewrite it before the holder releases it;
+            // a shared borrow of the entry excludes `event_mut` meanwhile.
             unsafe { &*event }
         })
     }
 
-    /// The published event `sequence`, writable by the sole writer of its
-    /// stage while `readable` is exclusively borrowed.
+    /// The published event, writable by the sole writer of its stage.
     #[inline]
-    pub(crate) fn modify<'r>(
-        self,
-        readable: &'r mut Readable,
-        _sole: &SoleWriter,
-        sequence: i64,
-    ) -> &'r mut E
-    where
-        'a: 'r,
-    {
-        assert!(
-            readable.first <= sequence && sequence <= readable.last,
-            "write outside the readable range"
-        );
-        self.slot(sequence).event.with_mut(|event| {
-            // SAFETY: invariants 2 and 3: as in `read`, and `SoleWriter`
-            // proves every other participant is upstream (done with the slot)
+    pub(crate) fn event_mut(&mut self, _sole: &SoleWriter) -> &mut E {
+        self.slot.event.with_mut(|event| {
+            // SAFETY: invariants 2 and 3: as in `event`, and `SoleWriter`
+            // proves every other participant upstream (done with the slot)
             // or downstream (gated on this handler); the exclusive borrow of
-            // `readable` keeps this the only reference the holder has.
+            // the entry, itself made under an exclusive borrow of the
+            // `Readable`, keeps this the only reference to the event.
             unsafe { &mut *event }
         })
     }
@@ -539,6 +602,27 @@ mod tests {
     fn claim(first: i64, last: i64) -> Claim {
         // SAFETY: single-threaded tests; nothing reads the ring concurrently.
         unsafe { Claim::new(first, last) }
+    }
+
+    /// Every event of `readable`, with its sequence, through `Slots::each`.
+    fn read_all<E: Clone>(ring: &RingBuffer<E>, readable: &mut Readable) -> Vec<(i64, E)> {
+        let (mut seen, mut stopped_at) = (Vec::new(), 0);
+        let last = readable.last();
+        let completed = ring.slots().each::<true>(
+            readable,
+            last,
+            true,
+            &ring.state,
+            &mut stopped_at,
+            |entry, sequence, end_of_batch| {
+                assert_eq!(end_of_batch, sequence == last);
+                seen.push((sequence, entry.event().clone()));
+                true
+            },
+        );
+        assert!(completed);
+        assert_eq!(stopped_at, last + 1);
+        seen
     }
 
     fn readable(first: i64, last: i64) -> Readable {
@@ -654,10 +738,8 @@ mod tests {
     #[test]
     fn factory_fills_every_slot_in_order() {
         let ring = ring(8);
-        let all = readable(0, 7);
-        for sequence in 0..8 {
-            assert_eq!(*ring.slots().read(&all, sequence), sequence as u64 + 1);
-        }
+        let expected: Vec<(i64, u64)> = (0..8).map(|s| (s, s as u64 + 1)).collect();
+        assert_eq!(read_all(&ring, &mut readable(0, 7)), expected);
     }
 
     #[test]
@@ -671,8 +753,8 @@ mod tests {
             assert!(ring.is_published(sequence));
             assert!(!ring.is_published(sequence + 1));
             assert_eq!(
-                *ring.slots().read(&readable(sequence, sequence), sequence),
-                sequence as u64 * 10
+                read_all(&ring, &mut readable(sequence, sequence)),
+                [(sequence, sequence as u64 * 10)]
             );
         }
         // Old laps are no longer "published" once overwritten.
@@ -743,15 +825,130 @@ mod tests {
         let mut first = readable(0, 0);
         // SAFETY: single-threaded test acting as the only mutable stage.
         let sole = unsafe { SoleWriter::new() };
-        *ring.slots().modify(&mut first, &sole, 0) += 100;
-        assert_eq!(*ring.slots().read(&first, 0), 101);
+        let mut stopped_at = 0;
+        ring.slots().each::<false>(
+            &mut first,
+            0,
+            true,
+            &ring.state,
+            &mut stopped_at,
+            |mut entry, _, _| {
+                *entry.event_mut(&sole) += 100;
+                true
+            },
+        );
+        assert_eq!(read_all(&ring, &mut first), [(0, 101)]);
     }
 
     #[test]
-    #[should_panic(expected = "outside the readable range")]
-    fn a_read_outside_the_token_is_refused() {
+    #[should_panic(expected = "beyond its readable range")]
+    fn a_batch_beyond_the_token_is_refused() {
         let ring = ring(4);
-        let _ = ring.slots().read(&readable(0, 1), 2);
+        let mut stopped_at = 0;
+        ring.slots().each::<true>(
+            &mut readable(0, 1),
+            2,
+            true,
+            &ring.state,
+            &mut stopped_at,
+            |_, _, _| true,
+        );
+    }
+
+    /// Runs `each` over sequences 0..=5 of a fresh ring, up to `to`, and
+    /// returns (completed, stopped_at, sequences handed out with their
+    /// end-of-batch flags).
+    fn run_each<const CHECK_HALT: bool>(
+        to: i64,
+        closes: bool,
+        mut stop: impl FnMut(&RingBuffer<u64>, i64) -> bool,
+    ) -> (bool, i64, Vec<(i64, bool)>) {
+        let ring = ring(8);
+        let (mut seen, mut stopped_at) = (Vec::new(), -7);
+        let completed = ring.slots().each::<CHECK_HALT>(
+            &mut readable(0, 5),
+            to,
+            closes,
+            &ring.state,
+            &mut stopped_at,
+            |_, sequence, end_of_batch| {
+                seen.push((sequence, end_of_batch));
+                !stop(&ring, sequence)
+            },
+        );
+        (completed, stopped_at, seen)
+    }
+
+    #[test]
+    fn each_hands_out_a_prefix_and_says_where_it_stopped() {
+        let all = |end: bool| vec![(0, false), (1, false), (2, false), (3, end)];
+        assert_eq!(
+            run_each::<true>(3, true, |_, _| false),
+            (true, 4, all(true))
+        );
+        // The window does not close at `to`: no end of batch.
+        assert_eq!(
+            run_each::<true>(3, false, |_, _| false),
+            (true, 4, all(false))
+        );
+        // The closure says stop at 1.
+        assert_eq!(
+            run_each::<false>(3, true, |_, s| s == 1),
+            (false, 2, vec![(0, false), (1, false)])
+        );
+        // An empty range (`to` before the first) hands out nothing.
+        assert_eq!(run_each::<true>(-1, true, |_, _| true), (true, 0, vec![]));
+    }
+
+    #[test]
+    fn each_stops_at_a_halt_before_the_next_event_only_when_asked() {
+        let halt_at_1 = |ring: &RingBuffer<u64>, s: i64| {
+            if s == 1 {
+                ring.state.set_halted();
+            }
+            false
+        };
+        assert_eq!(
+            run_each::<true>(3, true, halt_at_1),
+            (false, 2, vec![(0, false), (1, false)])
+        );
+        // Without the per-event check the batch runs to its end.
+        assert_eq!(run_each::<false>(3, true, halt_at_1).1, 4);
+        // Halted before the batch: nothing handed out, either way.
+        let ring = ring(8);
+        ring.state.set_halted();
+        let mut stopped_at = 0;
+        let handed = ring.slots().each::<false>(
+            &mut readable(0, 3),
+            3,
+            true,
+            &ring.state,
+            &mut stopped_at,
+            |_, _, _| panic!("nothing is handed out after a halt"),
+        );
+        assert!(!handed);
+        assert_eq!(stopped_at, 0);
+    }
+
+    #[test]
+    fn a_panic_leaves_stopped_at_on_the_event_that_panicked() {
+        let ring = ring(8);
+        let mut stopped_at = 0;
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            ring.slots().each::<false>(
+                &mut readable(0, 5),
+                5,
+                true,
+                &ring.state,
+                &mut stopped_at,
+                |_, sequence, _| {
+                    assert!(sequence < 2, "fails at 2");
+                    true
+                },
+            )
+        }));
+        assert!(outcome.is_err());
+        assert_eq!(stopped_at, 2);
     }
 
     #[test]
@@ -787,12 +984,9 @@ mod tests {
                         // The range ends with this block, before the release.
                         // SAFETY: every stamp up to `available` was acquired,
                         // and `consumed` stays below `next` until the set below.
-                        let batch = unsafe { Readable::new(next, available) };
-                        for sequence in next..=available {
-                            assert_eq!(
-                                *ring.slots().read(&batch, sequence),
-                                (sequence, sequence * 3)
-                            );
+                        let mut batch = unsafe { Readable::new(next, available) };
+                        for (sequence, event) in read_all(&ring, &mut batch) {
+                            assert_eq!(event, (sequence, sequence * 3));
                         }
                     }
                     consumed.set(available);

@@ -16,6 +16,10 @@ pub(crate) struct RunState {
     /// Stop at once, without draining: a handler panicked under
     /// `PanicPolicy::Halt`, a tickring thread died, or `build()` failed.
     halted: AtomicBool,
+    /// A thread of the pipeline could set `halted` while a consumer runs a
+    /// batch (see `threads_may_halt`). Starts `true`; `build()` clears it
+    /// when the pipeline has no thread.
+    threads_may_halt: AtomicBool,
 }
 
 impl RunState {
@@ -23,6 +27,7 @@ impl RunState {
         Self {
             shutdown_at: AtomicI64::new(i64::MAX),
             halted: AtomicBool::new(false),
+            threads_may_halt: AtomicBool::new(true),
         }
     }
 
@@ -31,6 +36,23 @@ impl RunState {
     pub(crate) fn is_halted(&self) -> bool {
         // Relaxed: a stop request carries no data; reports travel by `join`.
         self.halted.load(Ordering::Relaxed)
+    }
+
+    /// Whether a thread of the pipeline could halt it while a consumer runs
+    /// a batch. Only threads halt a running pipeline (a handler's panic
+    /// under `Halt`, an unwind out of a tickring thread); with none, a
+    /// poller checks the flag before each window instead of each event.
+    #[inline]
+    pub(crate) fn threads_may_halt(&self) -> bool {
+        // Relaxed: written once, `true` to `false`, and `true` is always a
+        // safe answer (it only adds checks).
+        self.threads_may_halt.load(Ordering::Relaxed)
+    }
+
+    /// Records that the pipeline runs no thread (called by `build()`).
+    pub(crate) fn set_no_threads(&self) {
+        // Relaxed: see `threads_may_halt`.
+        self.threads_may_halt.store(false, Ordering::Relaxed);
     }
 
     /// Sets the halt flag. Callers go through `Shared::halt`, which also

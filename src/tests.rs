@@ -135,3 +135,24 @@ fn two_producers_a_worker_pool_and_a_poller() {
         },
     );
 }
+
+/// Only a pipeline without threads lets its pollers skip the halt check
+/// between events: with a handler thread, a halt can come mid-batch.
+#[test]
+fn only_a_pipeline_of_pollers_drops_the_per_event_halt_check() {
+    let (poller, builder) = build_single_producer(8, || 0u64, Yielding::new()).event_poller();
+    assert!(poller.shared.ring.state.threads_may_halt(), "before build");
+    let producer = builder.build().expect("valid pipeline");
+    assert!(!poller.shared.ring.state.threads_may_halt(), "pollers only");
+    drop((poller, producer));
+
+    let (poller, builder) = build_single_producer(8, || 0u64, Yielding::new())
+        .handle_events_with(|_: &u64, _, _| {})
+        .event_poller();
+    let producer = builder.build().expect("valid pipeline");
+    assert!(
+        poller.shared.ring.state.threads_may_halt(),
+        "a handler thread"
+    );
+    drop((poller, producer));
+}

@@ -393,6 +393,55 @@ fn poll_reports_halted_when_an_upstream_handler_panics() {
 }
 
 #[test]
+fn a_halt_by_a_sibling_thread_stops_a_poll_before_its_next_event() {
+    silence_expected_panics();
+    with_timeout(TEST_LIMIT, "poll-halted-mid-window", || {
+        // The handler thread beside the poller fails at 0 and halts the
+        // pipeline while the poller is inside a window of 1..=3.
+        let (mut poller, builder) = build_single_producer(4, Tick::default, Yielding::new())
+            .handle_events_with(|_: &Tick, sequence, _| {
+                if sequence == 0 {
+                    panic!("{EXPECTED_PANIC}: the sibling fails");
+                }
+            })
+            .event_poller();
+        let mut producer = builder.build().expect("valid pipeline");
+        producer
+            .batch_publish(4, |tick, sequence| tick.fill(sequence))
+            .expect("room in the ring");
+        let mut seen = Vec::new();
+        let mut handle = |tick: &Tick, sequence: i64, _| {
+            assert!(tick.is_event(sequence), "{sequence}: {tick:?}");
+            seen.push(sequence);
+            if sequence == 1 {
+                // The ring is full (the poller holds it), so a publish
+                // fails with `Full` until the halt, then with `Halted`.
+                wait_until(POLL_LIMIT, "the sibling's halt", || {
+                    match producer.try_publish(|tick| tick.fill(99)) {
+                        Err(TryPublishError::Halted) => true,
+                        Err(TryPublishError::Full) => false,
+                        other => panic!("a publish into a full ring: {other:?}"),
+                    }
+                });
+            }
+            true
+        };
+        // The first window hands out 0 alone; the second holds 1..=3.
+        assert_eq!(poller.poll(&mut handle), PollState::Processing);
+        assert_eq!(seen, [0, 1], "nothing started after the halt");
+        assert_eq!(
+            poller.poll(|_, sequence, _| panic!("handed {sequence} after the halt")),
+            PollState::Halted
+        );
+        let report = producer.shutdown();
+        assert_eq!(
+            report.first_panic().and_then(|panic| panic.sequence),
+            Some(0)
+        );
+    });
+}
+
+#[test]
 fn returning_false_stops_early_and_the_rest_comes_next_poll() {
     with_timeout(TEST_LIMIT, "poll-stop-early", || {
         let (mut poller, builder) =
