@@ -345,16 +345,21 @@ fn poll_reports_idle_gating_processing_and_shut_down() {
     });
 }
 
+/// A handler that panics (an expected panic) at `sequence`.
+fn fails_at(sequence: i64) -> impl FnMut(&Tick, i64, bool) + Send + 'static {
+    move |_, at, _| {
+        if at == sequence {
+            panic!("{EXPECTED_PANIC}: the handler fails at {at}");
+        }
+    }
+}
+
 #[test]
 fn poll_reports_halted_when_an_upstream_handler_panics() {
     silence_expected_panics();
     with_timeout(TEST_LIMIT, "poll-halted", || {
         let (mut poller, builder) = build_single_producer(8, Tick::default, Yielding::new())
-            .handle_events_with(|_: &Tick, sequence, _| {
-                if sequence == 2 {
-                    panic!("{EXPECTED_PANIC}: upstream fails");
-                }
-            })
+            .handle_events_with(fails_at(2))
             .and_then()
             .event_poller();
         let mut producer = builder.build().expect("valid pipeline");
@@ -399,11 +404,7 @@ fn a_halt_by_a_sibling_thread_stops_a_poll_before_its_next_event() {
         // The handler thread beside the poller fails at 0 and halts the
         // pipeline while the poller is inside a window of 1..=3.
         let (mut poller, builder) = build_single_producer(4, Tick::default, Yielding::new())
-            .handle_events_with(|_: &Tick, sequence, _| {
-                if sequence == 0 {
-                    panic!("{EXPECTED_PANIC}: the sibling fails");
-                }
-            })
+            .handle_events_with(fails_at(0))
             .event_poller();
         let mut producer = builder.build().expect("valid pipeline");
         producer
