@@ -487,8 +487,7 @@ impl<'a, E> Slots<'a, E> {
     ///
     /// The range is checked once, not per event: a panic path between two
     /// events would make the compiler store the consumer's state to memory
-    /// before each of them (0.8 against 1.2-1.5 ns an event in a poller's
-    /// loop, `BENCHMARKS.md`, 2026-12-03).
+    /// before each of them (measured in `BENCHMARKS.md`, `consumer_cost`).
     #[inline]
     pub(crate) fn each<const CHECK_HALT: bool>(
         self,
