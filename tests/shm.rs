@@ -459,16 +459,25 @@ fn staller_role(params: &Params) -> i32 {
 
 /// Drops root's credentials for `nobody`, then opens a ring that root
 /// created with mode 0o600: `Io` with `PermissionDenied`.
+///
+/// The credentials change through raw system calls, which on Linux change
+/// the calling thread's only. glibc's `setuid` and friends instead signal
+/// every thread of the process (`SIGSETXID`) to change them too, and the
+/// libtest main thread then runs that handler on its alternate signal stack
+/// — which `std::process::exit`, called from this test thread, unmaps. The
+/// main thread, still returning from the handler, died of SIGSEGV in about
+/// one exit in thirty (one CI failure, reproduced here). One thread is all
+/// the open needs.
 fn open_denied_role(params: &Params) -> i32 {
-    const NOBODY: u32 = 65534;
-    // SAFETY: setgroups/setgid/setuid change this process's credentials
-    // only; `setgroups(0, null)` reads no memory. Nothing in this process
-    // relies on running as root afterwards.
+    const NOBODY: libc::c_long = 65534;
+    // SAFETY: raw setgroups/setresgid/setresuid change this thread's
+    // credentials only; `setgroups(0, null)` reads no memory. Nothing on this
+    // thread relies on running as root afterwards.
     let status = unsafe {
         [
-            libc::setgroups(0, std::ptr::null()),
-            libc::setgid(NOBODY),
-            libc::setuid(NOBODY),
+            libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()),
+            libc::syscall(libc::SYS_setresgid, NOBODY, NOBODY, NOBODY),
+            libc::syscall(libc::SYS_setresuid, NOBODY, NOBODY, NOBODY),
         ]
     };
     if status.iter().any(|&status| status != 0) {
