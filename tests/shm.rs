@@ -475,7 +475,11 @@ fn open_denied_role(params: &Params) -> i32 {
     // thread relies on running as root afterwards.
     let status = unsafe {
         [
-            libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()),
+            libc::syscall(
+                libc::SYS_setgroups,
+                0 as libc::c_long,
+                std::ptr::null::<libc::gid_t>(),
+            ),
             libc::syscall(libc::SYS_setresgid, NOBODY, NOBODY, NOBODY),
             libc::syscall(libc::SYS_setresuid, NOBODY, NOBODY, NOBODY),
         ]
